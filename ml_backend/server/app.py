@@ -1,0 +1,58 @@
+"""The HTTP application: Label Studio ML backend and the scribble API in one server."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ..errors import ClientError
+from ..settings import Settings, get_settings
+from .state import build_state
+
+logger = logging.getLogger("ml_backend")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = FastAPI(
+        title="Scribble segmentation",
+        version="0.1.0",
+        description="Label Studio ML backend and a drop-in InteractiveScribbleSegmentation API.",
+    )
+    app.state.service = build_state(settings)
+
+    @app.exception_handler(ClientError)
+    async def client_error(request: Request, error: ClientError) -> JSONResponse:
+        return JSONResponse(
+            status_code=error.status,
+            content={"RequestId": str(uuid.uuid4()), "Code": error.code, "Message": error.message},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "request"
+        return JSONResponse(
+            status_code=400,
+            content={"RequestId": str(uuid.uuid4()), "Code": "InvalidParameter", "Message": f"{where}: {first.get('msg', 'invalid')}"},
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        request_id = str(uuid.uuid4())
+        logger.exception("request %s failed", request_id)
+        return JSONResponse(
+            status_code=500,
+            content={"RequestId": request_id, "Code": "InternalError", "Message": "internal error; see the server log"},
+        )
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "UP", "model_class": "ScribbleSegmentation", "engine": app.state.service.segmenter.engine.name}
+
+    return app

@@ -1,0 +1,95 @@
+"""All configuration, read once from environment variables and ``config/defaults.env``.
+
+Names follow Label Studio ML backends (``LABEL_STUDIO_URL``, ``BASIC_AUTH_USER``, ...).
+Environment variables win over the file.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "config"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=(str(CONFIG_DIR / "defaults.env"), ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=True,
+    )
+
+    # Server
+    HOST: str = "0.0.0.0"
+    PORT: int = Field(9090, ge=1, le=65535)
+    WORKERS: int = Field(2, ge=1, le=64)
+    THREADS: int = Field(4, ge=1, le=256)
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    MAX_REQUEST_MB: int = Field(40, ge=1)
+
+    # Label Studio
+    LABEL_STUDIO_URL: str | None = None
+    LABEL_STUDIO_API_KEY: str | None = None
+    BASIC_AUTH_USER: str | None = None
+    BASIC_AUTH_PASS: str | None = None
+    NEGATIVE_LABELS: CommaList = ["Background"]
+
+    # Engines
+    ENGINE: str = "grabcut"
+    REFINE: Literal["none", "edgerefine", "maskrefine"] = "maskrefine"
+    MODEL_DIR: Path = PROJECT_ROOT / "models"
+    SAM_MODEL_TYPE: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
+    SAM_CHECKPOINT: Path | None = None
+    MOBILE_SAM_CHECKPOINT: Path | None = None
+    TORCH_THREADS: int = Field(0, ge=0)
+
+    # Caches and stores
+    REDIS_URL: str | None = None
+    EMBEDDING_CACHE_MB: int = Field(1024, ge=0)
+    RESULT_DIR: Path = PROJECT_ROOT / "var" / "results"
+    RESULT_TTL_SECONDS: int = Field(1800, ge=1)
+    RESULT_SIGNING_KEY: str | None = None
+    PUBLIC_URL: str | None = None
+
+    # Access
+    API_KEYS: CommaList = []
+    ALLOWED_FETCH_HOSTS: CommaList = []
+
+    @field_validator("NEGATIVE_LABELS", "API_KEYS", "ALLOWED_FETCH_HOSTS", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "REDIS_URL", "PUBLIC_URL", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("SAM_CHECKPOINT", "MOBILE_SAM_CHECKPOINT", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def sam_checkpoint_path(self) -> Path:
+        default_names = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_h": "sam_vit_h_4b8939.pth"}
+        return self.SAM_CHECKPOINT or self.MODEL_DIR / default_names[self.SAM_MODEL_TYPE]
+
+    @property
+    def mobile_sam_checkpoint_path(self) -> Path:
+        return self.MOBILE_SAM_CHECKPOINT or self.MODEL_DIR / "mobile_sam.pt"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
