@@ -17,4 +17,6 @@ serve: install
 	$(BIN)/scribble-seg serve
 
 test: install
+	bash scripts/install-system-packages.sh
+	bash scripts/install-label-studio.sh
 	$(BIN)/python -m pytest
