@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import ClientError
 from ..settings import Settings, get_settings
+from .metrics import install_metrics
 from .state import build_state
 
 logger = logging.getLogger("ml_backend")
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Label Studio ML backend and a drop-in InteractiveScribbleSegmentation API.",
     )
     app.state.service = build_state(settings)
+    install_metrics(app)
 
     @app.exception_handler(ClientError)
     async def client_error(request: Request, error: ClientError) -> JSONResponse:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import uvicorn
 
 from ..settings import get_settings
@@ -9,12 +13,26 @@ from ..settings import get_settings
 
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> int:
     settings = get_settings()
+    workers = workers or settings.WORKERS
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Workers are forked after this, so they all write their metrics here.
+        metrics_dir = tempfile.mkdtemp(prefix="scribble-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _run(settings, host, port, workers)
+    finally:
+        metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+        if metrics_dir.startswith(tempfile.gettempdir() + "/scribble-metrics-"):
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run(settings, host: str | None, port: int | None, workers: int) -> int:
     uvicorn.run(
         "ml_backend.server.app:create_app",
         factory=True,
         host=host or settings.HOST,
         port=port or settings.PORT,
-        workers=workers or settings.WORKERS,
+        workers=workers,
         log_level=settings.LOG_LEVEL.lower(),
         timeout_keep_alive=30,
     )

@@ -8,6 +8,7 @@ from ..core.cache import MemoryEmbeddingCache
 from ..core.segmenter import Segmenter
 from ..engines_factory import create_engine
 from ..settings import Settings
+from .metrics import CountingCache
 
 
 @dataclass
@@ -28,5 +29,5 @@ def build_state(settings: Settings) -> ServiceState:
 
         torch.set_num_threads(settings.TORCH_THREADS)
     engine = create_engine(settings.ENGINE, settings)
-    cache = MemoryEmbeddingCache(max_bytes=settings.EMBEDDING_CACHE_MB * 1024 * 1024)
+    cache = CountingCache(MemoryEmbeddingCache(max_bytes=settings.EMBEDDING_CACHE_MB * 1024 * 1024))
     return ServiceState(settings=settings, segmenter=Segmenter(engine, embedding_cache=cache))
