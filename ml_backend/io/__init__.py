@@ -1,0 +1,1 @@
+"""Input/output adapters: decoding uploaded images and fetching them from URLs."""
