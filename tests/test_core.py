@@ -186,3 +186,26 @@ def test_embedding_bytes_round_trip_and_cache_eviction_by_bytes():
     cache.put("c", embedding)
     assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
     assert cache.nbytes <= cache.max_bytes
+
+
+def test_concurrent_rounds_on_a_new_image_embed_it_once(scene):
+    import threading
+    import time
+
+    image, mask, positive, negative = scene
+
+    class SlowEngine(CountingEngine):
+        def embed(self, image):
+            time.sleep(0.3)
+            return super().embed(image)
+
+    engine = SlowEngine()
+    segmenter = Segmenter(engine)
+    prompts = make_prompts(image.shape, positive, negative)
+    threads = [threading.Thread(target=segmenter.segment, args=(image, prompts, "none")) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert engine.embeds == 1
+    assert segmenter.embedding_cache.lock._locks == {}

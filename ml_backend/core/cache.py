@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -29,6 +31,34 @@ class EmbeddingCache(Protocol):
 
     def put(self, key: str, embedding: Embedding) -> None: ...
 
+    def lock(self, key: str) -> AbstractContextManager[object]:
+        """Held while one caller computes ``key``'s embedding, so others wait instead of recomputing."""
+        ...
+
+
+class KeyLocks:
+    """One lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def __call__(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
 
 class MemoryEmbeddingCache:
     """Least-recently-used embeddings, at most ``max_bytes`` in all. Thread-safe."""
@@ -38,6 +68,7 @@ class MemoryEmbeddingCache:
         self._entries: OrderedDict[str, Embedding] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self.lock = KeyLocks()
         self.hits = 0
         self.misses = 0
 

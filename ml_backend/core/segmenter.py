@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import MutableMapping
 
@@ -33,8 +32,6 @@ class Segmenter:
         self.engine = engine
         self.embedding_cache = embedding_cache if embedding_cache is not None else MemoryEmbeddingCache()
         self.logits_memory = logits_memory if logits_memory is not None else LogitsMemory()
-        self._embedding_locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
 
     def cache_key(self, image_key: str) -> str:
         return f"{self.engine.identity}:{image_key}"
@@ -46,15 +43,11 @@ class Segmenter:
         embedding = self.embedding_cache.get(cache_key)
         if embedding is not None:
             return image_key, embedding
-        with self._locks_guard:
-            lock = self._embedding_locks.setdefault(cache_key, threading.Lock())
-        with lock:
+        with self.embedding_cache.lock(cache_key):
             embedding = self.embedding_cache.get(cache_key)
             if embedding is None:
                 embedding = self.engine.embed(image)
                 self.embedding_cache.put(cache_key, embedding)
-        with self._locks_guard:
-            self._embedding_locks.pop(cache_key, None)
         return image_key, embedding
 
     def segment(

@@ -41,6 +41,9 @@ class CountingCache:
     def put(self, key: str, embedding: Embedding) -> None:
         self.inner.put(key, embedding)
 
+    def lock(self, key: str):  # type: ignore[no-untyped-def]
+        return self.inner.lock(key)
+
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
