@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..core.cache import MemoryEmbeddingCache
+from ..core.cache import EmbeddingCache, MemoryEmbeddingCache
 from ..core.segmenter import Segmenter
 from ..engines_factory import create_engine
 from ..settings import Settings
 from .metrics import CountingCache
+from .round_store import MemoryRoundStore, RedisRoundStore, RoundStore
 
 
 @dataclass
 class ServiceState:
     settings: Settings
     segmenter: Segmenter
+    round_store: RoundStore
+    redis_client: object | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -29,5 +32,15 @@ def build_state(settings: Settings) -> ServiceState:
 
         torch.set_num_threads(settings.TORCH_THREADS)
     engine = create_engine(settings.ENGINE, settings)
-    cache = CountingCache(MemoryEmbeddingCache(max_bytes=settings.EMBEDDING_CACHE_MB * 1024 * 1024))
-    return ServiceState(settings=settings, segmenter=Segmenter(engine, embedding_cache=cache))
+    memory = MemoryEmbeddingCache(max_bytes=settings.EMBEDDING_CACHE_MB * 1024 * 1024)
+    embedding_cache: EmbeddingCache = memory
+    round_store: RoundStore = MemoryRoundStore()
+    redis_client = None
+    if settings.REDIS_URL:
+        from .redis_cache import RedisEmbeddingCache, connect_redis
+
+        redis_client = connect_redis(settings.REDIS_URL)
+        embedding_cache = RedisEmbeddingCache(redis_client, memory)
+        round_store = RedisRoundStore(redis_client)
+    segmenter = Segmenter(engine, embedding_cache=CountingCache(embedding_cache))
+    return ServiceState(settings=settings, segmenter=segmenter, round_store=round_store, redis_client=redis_client)

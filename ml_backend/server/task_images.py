@@ -1,0 +1,130 @@
+"""Loads the image of a Label Studio task, once, through the SDK's URL resolution.
+
+``label_studio_sdk`` knows every URL shape Label Studio uses (uploads, local
+storage, cloud presign, plain URLs) and which token to send; its downloads go
+through a session whose adapter is our SSRF-guarded fetcher, so a task cannot
+point the server at its own network.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import requests
+from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_local_path, http_session
+
+from ..core.cache import image_digest
+from ..errors import ClientError
+from ..io.fetch import fetch_url
+from ..io.images import IMAGE_MAX_BYTES, decode_image
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    pixels: np.ndarray
+    key: str  # content digest: the embedding cache key
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+class _GuardedAdapter(requests.adapters.BaseAdapter):
+    """A requests adapter that fetches with ``fetch_url`` (SSRF rules, size limit, timeouts)."""
+
+    def __init__(self, allowed_hosts: list[str], field: str) -> None:
+        super().__init__()
+        self.allowed_hosts = allowed_hosts
+        self.field = field
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # type: ignore[no-untyped-def]
+        headers = {name: value for name, value in request.headers.items() if name.lower() == "authorization"}
+        try:
+            body = fetch_url(request.url, self.field, IMAGE_MAX_BYTES, self.allowed_hosts, headers=headers)
+        except ClientError as error:
+            if "answered HTTP" in error.message:
+                # The SDK retries an older upload path on HTTPError; let it.
+                failure = requests.exceptions.HTTPError(error.message)
+                failure.client_error = error  # type: ignore[attr-defined]
+                raise failure from None
+            raise
+        response = requests.Response()
+        response.status_code = 200
+        response._content = body
+        response.url = request.url
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+class TaskImageLoader:
+    """Resolves, fetches, decodes and remembers task images (a small LRU by URL)."""
+
+    def __init__(self, cache_dir: Path, allowed_hosts: list[str], max_images: int = 32) -> None:
+        self.cache_dir = cache_dir
+        self.allowed_hosts = allowed_hosts
+        self.max_images = max_images
+        self._images: OrderedDict[str, LoadedImage] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
+        if not isinstance(url, str) or not url:
+            raise ClientError("InvalidParameter", "task.data: the image URL is missing", field="task.data")
+        with self._lock:
+            cached = self._images.get(url)
+            if cached is not None:
+                self._images.move_to_end(url)
+                return cached
+        allowed = list(self.allowed_hosts)
+        if hostname:
+            allowed.append(urlsplit(hostname).hostname or "")
+        session = requests.Session()
+        adapter = _GuardedAdapter(allowed, field="task.data")
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with http_session(session):
+                path = get_local_path(
+                    url,
+                    cache_dir=str(self.cache_dir),
+                    hostname=hostname or "",
+                    access_token=access_token or "",
+                    # Never read another program's upload folder on this disk.
+                    image_dir=str(self.cache_dir / "no-local-uploads"),
+                    task_id=task_id,
+                )
+        except ClientError:
+            raise
+        except requests.exceptions.HTTPError as error:
+            client_error = getattr(error, "client_error", None)
+            raise client_error or ClientError("InvalidImage.Download", f"task.data: {error}") from None
+        except requests.exceptions.RequestException as error:
+            raise ClientError(
+                "InvalidImage.Url", f"task.data: cannot fetch {url!r}: {type(error).__name__}", field="task.data"
+            ) from None
+        except (OSError, ValueError) as error:
+            raise ClientError(
+                "InvalidImage.Download",
+                f"task.data: cannot resolve {url!r}: {error} (set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)",
+                field="task.data",
+            ) from None
+        data = Path(path).read_bytes()
+        pixels = decode_image(data, "task.data", IMAGE_MAX_BYTES)
+        loaded = LoadedImage(pixels=pixels, key=image_digest(pixels))
+        with self._lock:
+            self._images[url] = loaded
+            while len(self._images) > self.max_images:
+                self._images.popitem(last=False)
+        return loaded
