@@ -455,3 +455,11 @@ def test_refused_connection_reported_as_download_error(connections: list) -> Non
     error = refusal(f"http://{SERVER_ADDRESS}:{closed_port}/image.png")
     assert error.code == "InvalidImage.Download" and "could not connect" in error.message
     assert time.monotonic() - started < 2
+
+
+def test_a_malformed_url_is_a_client_error_not_a_crash():
+    from ml_backend.errors import ClientError
+    from ml_backend.io.fetch import fetch_url
+
+    with pytest.raises(ClientError, match="malformed"):
+        fetch_url("http://[::1", "ImageUrl", 1000)

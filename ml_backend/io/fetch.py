@@ -90,7 +90,10 @@ def fetch_url(
             response = _send(pool, target, extra_headers, field)
             try:
                 if response.status in REDIRECT_STATUSES and response.headers.get("Location"):
-                    location = urljoin(target.url, response.headers["Location"])
+                    try:
+                        location = urljoin(target.url, response.headers["Location"])
+                    except ValueError:
+                        location = response.headers["Location"]  # _parse_target refuses it with the reason
                     if redirects_followed == max_redirects:
                         raise ClientError(
                             "InvalidImage.Download",
@@ -137,7 +140,10 @@ def _parse_target(url: str, field: str, via: str | None) -> _Target:
         raise refuse("the URL contains non-ASCII characters; percent-encode them")
     if any(ord(character) <= 32 or ord(character) == 127 for character in url):
         raise refuse("the URL contains spaces or control characters; percent-encode them")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise refuse(f"the URL is malformed ({error})") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise refuse(f"only http and https URLs can be fetched, not {scheme or 'a URL without a scheme'}")

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from ..errors import ClientError
 from ..settings import Settings, get_settings
 from .metrics import install_metrics
+from .result_store import build_result_store
+from .scribble_api import router as scribble_router
 from .state import build_state
 
 logger = logging.getLogger("ml_backend")
@@ -26,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Label Studio ML backend and a drop-in InteractiveScribbleSegmentation API.",
     )
     app.state.service = build_state(settings)
+    app.state.result_store = build_result_store(settings)
     install_metrics(app)
 
     @app.exception_handler(ClientError)
@@ -57,4 +60,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "UP", "model_class": "ScribbleSegmentation", "engine": app.state.service.segmenter.engine.name}
 
+    app.include_router(scribble_router)
     return app

@@ -57,6 +57,9 @@ def run_grabcut(image: np.ndarray, labels: np.ndarray, iterations: int) -> np.nd
     background_model = np.zeros((1, 65), np.float64)
     foreground_model = np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(image[:, :, ::-1])
+    # GrabCut's GMM initialisation draws random numbers: seed them (per thread)
+    # so that the same request always gives the same mask.
+    cv2.setRNGSeed(0)
     cv2.grabCut(bgr, mask, None, background_model, foreground_model, iterations, cv2.GC_INIT_WITH_MASK)
     return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
 
