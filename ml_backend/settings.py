@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     REDIS_URL: str | None = None
     EMBEDDING_CACHE_MB: int = Field(1024, ge=0)
     RESULT_DIR: Path = PROJECT_ROOT / "var" / "results"
+    CACHE_DIR: Path = PROJECT_ROOT / "var" / "cache"
     RESULT_TTL_SECONDS: int = Field(1800, ge=1)
     RESULT_SIGNING_KEY: str | None = None
     PUBLIC_URL: str | None = None

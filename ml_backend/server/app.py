@@ -11,10 +11,14 @@ from fastapi.responses import JSONResponse
 
 from ..errors import ClientError
 from ..settings import Settings, get_settings
+from .labelstudio_api import router as labelstudio_router
+from .labelstudio_predictor import LabelStudioPredictor
 from .metrics import install_metrics
 from .result_store import build_result_store
+from .scribble_api import allowed_fetch_hosts
 from .scribble_api import router as scribble_router
 from .state import build_state
+from .task_images import TaskImageLoader
 
 logger = logging.getLogger("ml_backend")
 
@@ -29,6 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = build_state(settings)
     app.state.result_store = build_result_store(settings)
+    image_loader = TaskImageLoader(settings.CACHE_DIR / "task-images", allowed_fetch_hosts(settings))
+    app.state.labelstudio = LabelStudioPredictor(app.state.service, image_loader)
     install_metrics(app)
 
     @app.exception_handler(ClientError)
@@ -60,5 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "UP", "model_class": "ScribbleSegmentation", "engine": app.state.service.segmenter.engine.name}
 
+    app.include_router(labelstudio_router)
     app.include_router(scribble_router)
     return app
+

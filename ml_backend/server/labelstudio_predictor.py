@@ -1,0 +1,203 @@
+"""Label Studio /predict: tasks with brush strokes in, brush mask regions out.
+
+Interactive call (``params.context`` holds smart keypoints or rectangles): one
+region of the context's class. Batch call (``context`` is null: a task opened,
+"Retrieve Predictions"): one region per class that has strokes. Each round's
+mask is remembered per (project, task, user, class) and seeds the next round.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.prompts import PromptError, make_prompts
+from ..errors import ClientError, invalid_parameter
+from ..labelstudio.config import ScribbleConfig, parse_scribble_config
+from ..labelstudio.mapping import brush_result, class_scribbles, context_prompts, merge_strokes, strokes_from_task
+from .metrics import ROUNDS
+from .round_store import round_key
+from .state import ServiceState
+from .task_images import LoadedImage, TaskImageLoader
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Connection:
+    """How to reach Label Studio: from /setup, else from LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY."""
+
+    hostname: str | None = None
+    access_token: str | None = None
+
+
+class LabelStudioPredictor:
+    def __init__(self, service: ServiceState, images: TaskImageLoader) -> None:
+        self.service = service
+        self.images = images
+        settings = service.settings
+        self.connection = Connection(settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY)
+        self._schemas: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ /setup
+
+    def setup(self, body: dict) -> dict:
+        hostname, token = body.get("hostname"), body.get("access_token")
+        settings = self.service.settings
+        with self._lock:
+            # An explicit LABEL_STUDIO_URL wins: /setup must not repoint the server.
+            if isinstance(hostname, str) and hostname and not settings.LABEL_STUDIO_URL:
+                self.connection.hostname = hostname
+            if isinstance(token, str) and token and not settings.LABEL_STUDIO_API_KEY:
+                self.connection.access_token = token
+            project, schema = body.get("project"), body.get("schema")
+            if isinstance(project, str) and isinstance(schema, str):
+                self._schemas[project.split(".")[0]] = schema
+        return {"model_version": self.service.model_version}
+
+    # ------------------------------------------------------------------ /predict
+
+    def predict(self, body: dict) -> dict:
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            raise invalid_parameter("tasks", "must be a non-empty list of tasks")
+        params = body.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise invalid_parameter("params", "must be an object")
+        context = (params or {}).get("context")
+        if context is not None and not isinstance(context, dict):
+            raise invalid_parameter("params.context", "must be an object or null")
+        project = body.get("project") if isinstance(body.get("project"), str) else None
+        config = self._config(body.get("label_config"), project)
+
+        if context:
+            if len(tasks) != 1:
+                raise invalid_parameter("tasks", "an interactive call takes exactly one task")
+            return {"results": [self._interactive(tasks[0], context, config, project)]}
+        results = []
+        for index, task in enumerate(tasks):
+            try:
+                results.append(self._batch(task, config, project, f"tasks[{index}]"))
+            except ClientError as error:
+                # One bad task must not cost the others their predictions.
+                logger.info("batch task %s skipped: %s", index, error.message)
+                results.append({"result": [], "score": 0.0, "model_version": self.service.model_version, "error": error.message})
+        return {"results": results}
+
+    def _config(self, label_config: object, project: str | None) -> ScribbleConfig:
+        if not isinstance(label_config, str) or not label_config.strip():
+            label_config = self._schemas.get((project or "").split(".")[0])
+        if not isinstance(label_config, str):
+            raise invalid_parameter("label_config", "is missing (and no /setup schema is known for this project)")
+        return parse_scribble_config(label_config, negative_labels=self.service.settings.NEGATIVE_LABELS)
+
+    def _image(self, task: dict, config: ScribbleConfig, name: str) -> LoadedImage:
+        if not isinstance(task, dict):
+            raise invalid_parameter(name, "must be an object")
+        data = task.get("data")
+        if not isinstance(data, dict) or config.image_value_key not in data:
+            raise invalid_parameter(f"{name}.data", f"has no {config.image_value_key!r} image")
+        with self._lock:
+            hostname, token = self.connection.hostname, self.connection.access_token
+        task_id = task.get("id") if isinstance(task.get("id"), int) else None
+        return self.images.load(data[config.image_value_key], hostname, token, task_id)
+
+    def _interactive(self, task: dict, context: dict, config: ScribbleConfig, project: str | None) -> dict:
+        image = self._image(task, config, "tasks[0]")
+        height, width = image.height, image.width
+        prompts_from_context = context_prompts(context, config, height, width, name="params.context")
+        strokes = merge_strokes(
+            strokes_from_task(task, config, height, width, name="tasks[0]"), prompts_from_context.strokes
+        )
+        label = prompts_from_context.target_label
+        if label is None:
+            raise invalid_parameter("params.context", "names no class: click a smart keypoint or draw a smart rectangle")
+        region, score = self._segment_class(
+            image, task, strokes, label, config, project,
+            points=prompts_from_context.points,
+            point_labels=prompts_from_context.point_labels,
+            box=prompts_from_context.box,
+        )
+        ROUNDS.labels("labelstudio_interactive").inc()
+        return {"result": [region] if region else [], "score": score, "model_version": self.service.model_version}
+
+    def _batch(self, task: dict, config: ScribbleConfig, project: str | None, name: str) -> dict:
+        if not isinstance(task, dict):
+            raise invalid_parameter(name, "must be an object")
+        if not _has_any_results(task):
+            # Nothing painted yet: answer at once, without fetching the image.
+            return {"result": [], "score": 0.0, "model_version": self.service.model_version}
+        image = self._image(task, config, name)
+        strokes = strokes_from_task(task, config, image.height, image.width, name=name)
+        regions, scores = [], []
+        for label in config.class_labels:
+            if label not in strokes or not strokes[label].any():
+                continue
+            region, score = self._segment_class(image, task, strokes, label, config, project)
+            if region:
+                regions.append(region)
+                scores.append(score)
+        if regions:
+            ROUNDS.labels("labelstudio_batch").inc()
+        return {
+            "result": regions,
+            "score": float(np.mean(scores)) if scores else 0.0,
+            "model_version": self.service.model_version,
+        }
+
+    def _segment_class(
+        self,
+        image: LoadedImage,
+        task: dict,
+        strokes: dict[str, np.ndarray],
+        label: str,
+        config: ScribbleConfig,
+        project: str | None,
+        points: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+    ) -> tuple[dict | None, float]:
+        positive, negative = class_scribbles(strokes, label, config, shape=(image.height, image.width))
+        key = round_key(project, task.get("id"), _task_user(task), label)
+        previous = self.service.round_store.get(key)
+        if previous is not None and previous.shape != (image.height, image.width):
+            previous = None
+        try:
+            prompts = make_prompts(
+                image.pixels.shape, positive, negative, current_mask=previous,
+                points=points, point_labels=point_labels, box=box,
+            )
+        except PromptError as error:
+            raise invalid_parameter(f"params.context ({error.field_name})", str(error).split(": ", 1)[-1]) from None
+        if not prompts.has_positive_evidence():
+            return None, 0.0
+        prediction = self.service.segmenter.segment(
+            image.pixels, prompts, refine=self.service.settings.REFINE, image_key=image.key
+        )
+        if not prediction.mask.any():
+            return None, 0.0
+        self.service.round_store.put(key, prediction.mask)
+        score = round(float(prediction.score), 4)
+        return brush_result(prediction.mask, label, config, image.height, image.width, score), score
+
+
+def _has_any_results(task: dict) -> bool:
+    for collection in ("drafts", "annotations"):
+        items = task.get(collection)
+        if isinstance(items, list) and any(isinstance(item, dict) and item.get("result") for item in items):
+            return True
+    return False
+
+
+def _task_user(task: dict) -> object:
+    """Who is annotating: the newest draft's owner (Label Studio sends only the caller's drafts)."""
+    drafts = task.get("drafts")
+    if isinstance(drafts, list):
+        for draft in reversed(drafts):
+            if isinstance(draft, dict):
+                return draft.get("user") or draft.get("created_username")
+    return None

@@ -1,0 +1,314 @@
+"""The Label Studio protocol with requests shaped exactly like the ones a real Label Studio 1.23.2 sends."""
+
+import base64
+import copy
+import http.server
+import io
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from ml_backend.labelstudio.rle import decode_rle, encode_mask
+from ml_backend.server.app import create_app
+from ml_backend.settings import Settings
+
+from .synthetic import disc_scene, iou
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TOKEN = "0123456789abcdef0123456789abcdef01234567"
+CONFIG = (Path(__file__).resolve().parents[1] / "config" / "labeling-config.xml").read_text()
+HEIGHT, WIDTH = 160, 200
+
+
+class LabelStudioFiles(http.server.BaseHTTPRequestHandler):
+    """Serves uploads like Label Studio: only with the token, only the legacy upload path."""
+
+    files: dict[str, bytes] = {}
+    seen_paths: list[str] = []
+
+    def do_GET(self):  # noqa: N802
+        self.seen_paths.append(self.path)
+        body = self.files.get(self.path)
+        if self.headers.get("Authorization") != f"Token {TOKEN}":
+            self.send_response(401)
+            self.end_headers()
+            return
+        if body is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return disc_scene(HEIGHT, WIDTH, seed=11)
+
+
+@pytest.fixture(scope="module")
+def label_studio_host(scene):
+    image, _ = scene
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    LabelStudioFiles.files = {"/data/upload/1/scene.png": buffer.getvalue()}
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), LabelStudioFiles)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.2:{server.server_address[1]}"
+    server.shutdown()
+
+
+def make_client(tmp_path, **overrides) -> TestClient:
+    settings = Settings(RESULT_DIR=tmp_path / "results", CACHE_DIR=tmp_path / "cache", REFINE="none", **overrides)
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+@pytest.fixture()
+def client(tmp_path, label_studio_host):
+    return make_client(tmp_path, LABEL_STUDIO_URL=label_studio_host, LABEL_STUDIO_API_KEY=TOKEN)
+
+
+def _polyline_percent(points_px):
+    relative = []
+    for x, y in points_px:
+        relative += [100.0 * x / WIDTH, 100.0 * y / HEIGHT]
+    return relative
+
+
+def _stroke_region(label, points_px, width_px=6, region_id="r"):
+    return {
+        "from_name": "strokes", "id": region_id, "image_rotation": 0, "origin": "manual",
+        "original_height": HEIGHT, "original_width": WIDTH, "to_name": "image", "type": "brushlabels",
+        "value": {
+            "brushlabels": [label], "format": "rle",
+            "touches": [{
+                "eraserSize": 25, "points": [1, 2, 3, 4],
+                "relativePoints": _polyline_percent(points_px),
+                "relativeStrokeWidth": 100.0 * width_px / WIDTH, "strokeWidth": 12.0, "type": "add",
+            }],
+        },
+    }
+
+
+def _keypoint(x_px, y_px, positive=True, label="Object"):
+    return {
+        "original_width": WIDTH, "original_height": HEIGHT, "image_rotation": 0,
+        "value": {"x": 100.0 * x_px / WIDTH, "y": 100.0 * y_px / HEIGHT, "width": 0.206, "keypointlabels": [label]},
+        "is_positive": positive, "id": "naeSSXW5s7", "from_name": "click", "to_name": "image",
+        "type": "keypointlabels", "origin": "manual",
+    }
+
+
+def interactive_body(draft_result, context_result):
+    """The observed interactive body (tests/fixtures), with our config, image and regions."""
+    body = json.loads((FIXTURES / "ls_interactive_predict.json").read_text())
+    body["label_config"] = CONFIG
+    task = body["tasks"][0]
+    task["data"] = {"image": "/data/upload/1/scene.png"}
+    task["drafts"][0]["result"] = draft_result
+    body["params"]["context"] = {"result": context_result}
+    return body
+
+
+OBJECT_STROKE = [(85, 80), (100, 78), (115, 82)]
+BACKGROUND_STROKES = [[(10, 10), (190, 10)], [(10, 150), (190, 150)], [(8, 20), (8, 140)], [(192, 20), (192, 140)]]
+
+
+def _default_draft():
+    return [_stroke_region("Object", OBJECT_STROKE, region_id="pos")] + [
+        _stroke_region("Background", stroke, region_id=f"neg{index}") for index, stroke in enumerate(BACKGROUND_STROKES)
+    ]
+
+
+def _decoded(region):
+    return decode_rle(region["value"]["rle"], HEIGHT, WIDTH)
+
+
+def test_health_and_setup_answer_at_once(client):
+    assert client.get("/health").json()["status"] == "UP"
+    answer = client.post("/setup", json={"project": "1.1795838382", "schema": CONFIG, "hostname": "http://localhost:8080", "access_token": "x", "extra_params": None})
+    assert answer.status_code == 200 and answer.json()["model_version"].startswith("grabcut")
+
+
+def test_interactive_click_returns_the_object_from_the_drafts_strokes(client, scene):
+    _, truth = scene
+    body = interactive_body(_default_draft(), [_keypoint(100, 80)])
+    answer = client.post("/predict", json=body)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()["results"][0]
+    assert len(result["result"]) == 1 and 0 < result["score"] <= 1
+    region = result["result"][0]
+    assert region["type"] == "brushlabels" and region["from_name"] == "mask" and region["to_name"] == "image"
+    assert region["value"]["brushlabels"] == ["Object"] and region["value"]["format"] == "rle"
+    assert (region["original_width"], region["original_height"]) == (WIDTH, HEIGHT)
+    decoded = _decoded(region)
+    assert set(np.unique(decoded).tolist()) <= {0, 255}
+    assert iou(decoded > 127, truth) >= 0.8
+    # uploads are fetched from Label Studio with the token, through the SDK's URL rules
+    assert "/data/upload/1/scene.png" in LabelStudioFiles.seen_paths
+
+
+def test_negative_strokes_and_other_classes_cut_the_mask(client, scene):
+    _, truth = scene
+    # Without negatives the colour model is loose; a stroke of another class on the
+    # background must count as negative just like Background strokes.
+    draft = [_stroke_region("Object", OBJECT_STROKE)] + [
+        _stroke_region("Other", stroke) for stroke in BACKGROUND_STROKES
+    ]
+    config = CONFIG.replace('<Label value="Background" background="#d62728"/>', '<Label value="Background"/><Label value="Other"/>')
+    body = interactive_body(draft, [_keypoint(100, 80)])
+    body["label_config"] = config
+    region = client.post("/predict", json=body).json()["results"][0]["result"][0]
+    decoded = _decoded(region) > 127
+    assert iou(decoded, truth) >= 0.8
+    assert not decoded[10, 100] and not decoded[150, 100]
+
+
+def test_eraser_touches_remove_stroke_pixels(client, scene):
+    draft = _default_draft()
+    # the positive stroke erased again: nothing on the object remains but the click
+    draft[0]["value"]["touches"].append(
+        {"type": "eraser", "relativePoints": _polyline_percent(OBJECT_STROKE), "relativeStrokeWidth": 10.0, "points": [], "eraserSize": 25}
+    )
+    body = interactive_body(draft, [_keypoint(100, 80)])
+    answer = client.post("/predict", json=body).json()["results"][0]
+    # the click alone still asks for the object: a mask comes back around it
+    assert answer["result"] and _decoded(answer["result"][0])[80, 100] == 255
+
+
+def test_alt_click_is_a_negative_point(client, scene):
+    image, truth = scene
+    body = interactive_body(_default_draft(), [_keypoint(100, 80), _keypoint(60, 40, positive=False)])
+    region = client.post("/predict", json=body).json()["results"][0]["result"][0]
+    assert _decoded(region)[40, 60] == 0
+
+
+def test_brush_regions_in_the_context_are_honoured(client, scene):
+    _, truth = scene
+    context_regions = [
+        {"type": "brushlabels", "from_name": "strokes", "to_name": "image", "original_width": WIDTH, "original_height": HEIGHT,
+         "value": {"format": "rle", "rle": encode_mask(_disc_stroke()), "brushlabels": ["Object"]}},
+        _keypoint(100, 80),
+    ]
+    negatives_only = [_stroke_region("Background", stroke) for stroke in BACKGROUND_STROKES]
+    region = client.post("/predict", json=interactive_body(negatives_only, context_regions)).json()["results"][0]["result"][0]
+    assert iou(_decoded(region) > 127, truth) >= 0.8
+
+
+def _disc_stroke():
+    stroke = np.zeros((HEIGHT, WIDTH), bool)
+    stroke[78:83, 80:120] = True
+    return stroke
+
+
+def test_rounds_build_on_the_previous_mask(client, scene):
+    body = interactive_body(_default_draft(), [_keypoint(100, 80)])
+    first = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
+    store = client.app.state.service.round_store
+    remembered = [store.get(key) for key in list(store._entries)]
+    assert len(remembered) == 1 and np.array_equal(remembered[0], first)
+    # Next round: only a negative click inside the previous mask; the previous mask seeds the round.
+    body = interactive_body([], [_keypoint(100, 80, positive=False, label="Object"), _keypoint(95, 70)])
+    body["tasks"][0]["drafts"][0]["result"] = []
+    second = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
+    assert not second[80, 100] and iou(second, first) > 0.5
+
+
+def test_batch_call_returns_one_mask_per_class_and_nothing_for_unpainted_tasks(client, scene):
+    _, truth = scene
+    body = json.loads((FIXTURES / "ls_batch_predict.json").read_text())
+    body["label_config"] = CONFIG
+    template = body["tasks"][0]
+    painted = copy.deepcopy(template)
+    painted["id"] = 10
+    painted["data"] = {"image": "/data/upload/1/scene.png"}
+    object_rle = np.zeros((HEIGHT, WIDTH), bool)
+    object_rle[78:83, 85:115] = True
+    background_rle = np.zeros((HEIGHT, WIDTH), bool)
+    background_rle[5:10, :] = background_rle[-10:-5, :] = True
+    painted["annotations"] = [{
+        "id": 3, "completed_by": 1, "was_cancelled": False, "created_at": "2026-11-28T05:32:03Z", "updated_at": "2026-11-28T05:32:03Z",
+        "result": [
+            {"from_name": "strokes", "to_name": "image", "type": "brushlabels", "original_width": WIDTH, "original_height": HEIGHT,
+             "value": {"format": "rle", "rle": encode_mask(object_rle), "brushlabels": ["Object"]}},
+            {"from_name": "strokes", "to_name": "image", "type": "brushlabels", "original_width": WIDTH, "original_height": HEIGHT,
+             "value": {"format": "rle", "rle": encode_mask(background_rle), "brushlabels": ["Background"]}},
+        ],
+    }]
+    unpainted = copy.deepcopy(template)
+    unpainted["id"] = 11
+    unpainted["data"] = {"image": "/data/upload/1/scene.png"}
+    unpainted["annotations"] = []
+    broken = copy.deepcopy(painted)
+    broken["id"] = 12
+    broken["data"] = {"image": "/data/upload/1/missing.png"}
+    body["tasks"] = [painted, unpainted, broken]
+    body["params"] = {"login": None, "password": None, "context": None}
+    answer = client.post("/predict", json=body)
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert len(results) == 3
+    assert [region["value"]["brushlabels"] for region in results[0]["result"]] == [["Object"]]
+    assert iou(_decoded(results[0]["result"][0]) > 127, truth) >= 0.8
+    assert results[1]["result"] == []
+    assert results[2]["result"] == [] and "404" in results[2]["error"]
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ([1, 2], "JSON object"),
+        ({"tasks": []}, "tasks"),
+        ({"tasks": [{"id": 1, "data": {"image": "/data/upload/1/scene.png"}}], "label_config": "<View/>", "params": {"context": {"result": []}}}, "BrushLabels"),
+        ({"tasks": [{"id": 1}], "label_config": CONFIG, "params": {"context": {"result": [_keypoint(1, 1)]}}}, "image"),
+        ({"tasks": [{"id": 1, "data": {"image": "/data/upload/1/scene.png"}}], "label_config": CONFIG, "params": "x"}, "params"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem(client, body, fragment):
+    answer = client.post("/predict", json=body)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert fragment in answer.json()["Message"]
+
+
+def test_not_json_is_a_400(client):
+    answer = client.post("/predict", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and "JSON" in answer.json()["Message"]
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data", "http://127.0.0.1:1/x.png", "file:///etc/passwd", "/etc/passwd"])
+def test_task_urls_cannot_reach_private_hosts_or_files(client, url):
+    body = interactive_body(_default_draft(), [_keypoint(100, 80)])
+    body["tasks"][0]["data"]["image"] = url
+    answer = client.post("/predict", json=body)
+    assert 400 <= answer.status_code < 500, answer.text
+
+
+def test_basic_auth_protects_the_label_studio_endpoints(tmp_path, label_studio_host):
+    client = make_client(tmp_path, LABEL_STUDIO_URL=label_studio_host, LABEL_STUDIO_API_KEY=TOKEN, BASIC_AUTH_USER="ls", BASIC_AUTH_PASS="s3cret")
+    assert client.get("/health").status_code == 200
+    body = {"project": "1.1", "schema": CONFIG}
+    assert client.post("/setup", json=body).status_code == 401
+    wrong = base64.b64encode(b"ls:wrong").decode()
+    answer = client.post("/setup", json=body, headers={"Authorization": f"Basic {wrong}"})
+    assert answer.status_code == 401 and "s3cret" not in answer.text
+    right = base64.b64encode(b"ls:s3cret").decode()
+    assert client.post("/setup", json=body, headers={"Authorization": f"Basic {right}"}).status_code == 200
+
+
+def test_metrics_count_rounds_and_requests(client):
+    client.post("/predict", json=interactive_body(_default_draft(), [_keypoint(100, 80)]))
+    text = client.get("/metrics").text
+    assert 'scribble_requests_total{method="POST",route="/predict",status="200"}' in text
+    assert "scribble_segmentation_rounds_total" in text and "scribble_embedding_cache_total" in text
