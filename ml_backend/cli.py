@@ -91,6 +91,51 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from rq import SimpleWorker
+
+    from .server.precompute import QUEUE_NAME
+    from .server.redis_cache import connect_redis
+
+    settings = get_settings()
+    if not settings.REDIS_URL:
+        raise ClientError("InvalidParameter", "REDIS_URL: the worker takes its jobs from Redis; set REDIS_URL")
+    # SimpleWorker runs jobs in this process, so the model is loaded once, not per job.
+    worker = SimpleWorker([QUEUE_NAME], connection=connect_redis(settings.REDIS_URL))
+    worker.work(burst=args.burst)
+    return 0
+
+
+def _warmup(args: argparse.Namespace) -> int:
+    from label_studio_sdk import LabelStudio
+    from tqdm import tqdm
+
+    from .jobs import embed_image
+    from .labelstudio.config import parse_scribble_config
+
+    settings = get_settings()
+    url = args.url or settings.LABEL_STUDIO_URL
+    api_key = args.api_key or settings.LABEL_STUDIO_API_KEY
+    if not url or not api_key:
+        raise ClientError("InvalidParameter", "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or --url, --api-key) are needed")
+    if not settings.REDIS_URL:
+        print("scribble-seg: warning: REDIS_URL is not set; the embeddings stay in this process only", file=sys.stderr)
+    client = LabelStudio(base_url=url, api_key=api_key)
+    project = client.projects.get(id=args.project)
+    config = parse_scribble_config(project.label_config, negative_labels=settings.NEGATIVE_LABELS)
+    tasks = list(client.tasks.list(project=args.project, page_size=100))
+    failures = 0
+    for task in tqdm(tasks, desc=f"project {args.project}", unit="task"):
+        image_url = (task.data or {}).get(config.image_value_key)
+        try:
+            embed_image(image_url, url, api_key, task.id)
+        except ClientError as error:
+            failures += 1
+            tqdm.write(f"task {task.id}: {error.message}")
+    print(f"project {args.project}: {len(tasks) - failures} of {len(tasks)} embeddings ready")
+    return 0 if failures == 0 else 1
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server.run import serve
 
@@ -133,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--url", help="download from this URL instead of the official one")
     download.add_argument("--sha256", help="expected checksum (default: the official one)")
     download.set_defaults(handler=_download)
+
+    worker = commands.add_parser("worker", help="run background embedding jobs from Redis (RQ)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(handler=_worker)
+
+    warmup = commands.add_parser("warmup", help="compute the embeddings of every task of a Label Studio project")
+    warmup.add_argument("--project", type=int, required=True, help="Label Studio project id")
+    warmup.add_argument("--url", help="Label Studio URL (default: LABEL_STUDIO_URL)")
+    warmup.add_argument("--api-key", help="Label Studio token (default: LABEL_STUDIO_API_KEY)")
+    warmup.set_defaults(handler=_warmup)
 
     serve = commands.add_parser("serve", help="run the HTTP server (Label Studio backend and scribble API)")
     serve.add_argument("--host", default=None, help="default: HOST (0.0.0.0)")

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     # Caches and stores
     REDIS_URL: str | None = None
+    # Where embeddings of just-opened tasks are computed: a background thread of the
+    # server, or an RQ queue served by `scribble-seg worker` (needs REDIS_URL).
+    PRECOMPUTE: Literal["thread", "queue"] = "thread"
     EMBEDDING_CACHE_MB: int = Field(1024, ge=0)
     RESULT_DIR: Path = PROJECT_ROOT / "var" / "results"
     CACHE_DIR: Path = PROJECT_ROOT / "var" / "cache"

@@ -34,7 +34,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = build_state(settings)
     app.state.result_store = build_result_store(settings)
     image_loader = TaskImageLoader(settings.CACHE_DIR / "task-images", allowed_fetch_hosts(settings))
-    app.state.labelstudio = LabelStudioPredictor(app.state.service, image_loader)
+    precomputer = None
+    if settings.PRECOMPUTE == "queue":
+        if app.state.service.redis_client is None:
+            raise ValueError("PRECOMPUTE=queue needs REDIS_URL: the queue lives in Redis")
+        from .precompute import QueuePrecomputer
+
+        precomputer = QueuePrecomputer(app.state.service.redis_client)
+    app.state.labelstudio = LabelStudioPredictor(app.state.service, image_loader, precomputer)
     install_metrics(app)
 
     @app.exception_handler(ClientError)

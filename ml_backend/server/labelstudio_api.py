@@ -6,7 +6,6 @@ import base64
 import binascii
 import hmac
 import json
-import logging
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -14,8 +13,6 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import ClientError, invalid_parameter
 from .labelstudio_predictor import LabelStudioPredictor
-
-logger = logging.getLogger(__name__)
 
 
 def require_basic_auth(request: Request) -> None:
@@ -72,6 +69,4 @@ async def predict(request: Request) -> JSONResponse:
 @router.post("/webhook")
 async def webhook(request: Request) -> dict:
     body = await _json_object(request)
-    action = body.get("action")
-    logger.info("webhook: %s", action if isinstance(action, str) else "without action")
-    return {"status": "ok", "action": action if isinstance(action, str) else None}
+    return _predictor(request).webhook(body)

@@ -19,6 +19,7 @@ from ..errors import ClientError, invalid_parameter
 from ..labelstudio.config import ScribbleConfig, parse_scribble_config
 from ..labelstudio.mapping import brush_result, class_scribbles, context_prompts, merge_strokes, strokes_from_task
 from .metrics import ROUNDS
+from .precompute import Precomputer, ThreadPrecomputer
 from .round_store import round_key
 from .state import ServiceState
 from .task_images import LoadedImage, TaskImageLoader
@@ -35,9 +36,10 @@ class Connection:
 
 
 class LabelStudioPredictor:
-    def __init__(self, service: ServiceState, images: TaskImageLoader) -> None:
+    def __init__(self, service: ServiceState, images: TaskImageLoader, precomputer: Precomputer | None = None) -> None:
         self.service = service
         self.images = images
+        self.precomputer = precomputer or ThreadPrecomputer(self._embed_url)
         settings = service.settings
         self.connection = Connection(settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY)
         self._schemas: dict[str, str] = {}
@@ -88,6 +90,40 @@ class LabelStudioPredictor:
                 results.append({"result": [], "score": 0.0, "model_version": self.service.model_version, "error": error.message})
         return {"results": results}
 
+    # ------------------------------------------------------------------ /webhook
+
+    def webhook(self, body: dict) -> dict:
+        """Task and annotation events schedule embeddings; nothing else is needed from them."""
+        action = body.get("action") if isinstance(body.get("action"), str) else None
+        project = body.get("project")
+        label_config = project.get("label_config") if isinstance(project, dict) else None
+        project_id = str(project.get("id")) if isinstance(project, dict) and project.get("id") is not None else None
+        tasks = body.get("tasks") if isinstance(body.get("tasks"), list) else [body.get("task")]
+        scheduled = 0
+        try:
+            config = self._config(label_config, project_id)
+        except ClientError:
+            return {"status": "ok", "action": action, "scheduled": 0}
+        for task in tasks:
+            if isinstance(task, dict) and isinstance(task.get("data"), dict):
+                scheduled += self.schedule_precompute(task, config)
+        return {"status": "ok", "action": action, "scheduled": scheduled}
+
+    def schedule_precompute(self, task: dict, config: ScribbleConfig) -> int:
+        data = task.get("data")
+        url = data.get(config.image_value_key) if isinstance(data, dict) else None
+        if not isinstance(url, str) or not url:
+            return 0
+        with self._lock:
+            hostname, token = self.connection.hostname, self.connection.access_token
+        task_id = task.get("id") if isinstance(task.get("id"), int) else None
+        self.precomputer.schedule(url, hostname, token, task_id)
+        return 1
+
+    def _embed_url(self, url: str, hostname: str | None, token: str | None, task_id: int | None) -> None:
+        image = self.images.load(url, hostname, token, task_id)
+        self.service.segmenter.embed(image.pixels, image_key=image.key)
+
     def _config(self, label_config: object, project: str | None) -> ScribbleConfig:
         if not isinstance(label_config, str) or not label_config.strip():
             label_config = self._schemas.get((project or "").split(".")[0])
@@ -129,7 +165,9 @@ class LabelStudioPredictor:
         if not isinstance(task, dict):
             raise invalid_parameter(name, "must be an object")
         if not _has_any_results(task):
-            # Nothing painted yet: answer at once, without fetching the image.
+            # Nothing painted yet (a task just opened): answer at once and compute
+            # the embedding in the background, before the first click needs it.
+            self.schedule_precompute(task, config)
             return {"result": [], "score": 0.0, "model_version": self.service.model_version}
         image = self._image(task, config, name)
         strokes = strokes_from_task(task, config, image.height, image.width, name=name)
