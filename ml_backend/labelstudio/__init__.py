@@ -1,0 +1,35 @@
+"""Label Studio translation layer: brush RLE, stroke touches, labeling config, request mapping.
+
+Pure functions over Label Studio's JSON; no HTTP here.
+"""
+
+from ml_backend.labelstudio.config import ScribbleConfig, parse_scribble_config
+from ml_backend.labelstudio.mapping import (
+    ContextPrompts,
+    brush_result,
+    class_scribbles,
+    context_prompts,
+    merge_strokes,
+    strokes_from_results,
+    strokes_from_task,
+)
+from ml_backend.labelstudio.rle import benchmark_rle, decode_rle, decode_rle_rgba, encode_mask, encode_rle
+from ml_backend.labelstudio.touches import rasterize_brush_value
+
+__all__ = [
+    "ContextPrompts",
+    "ScribbleConfig",
+    "benchmark_rle",
+    "brush_result",
+    "class_scribbles",
+    "context_prompts",
+    "decode_rle",
+    "decode_rle_rgba",
+    "encode_mask",
+    "encode_rle",
+    "merge_strokes",
+    "parse_scribble_config",
+    "rasterize_brush_value",
+    "strokes_from_results",
+    "strokes_from_task",
+]
