@@ -136,6 +136,18 @@ def _warmup(args: argparse.Namespace) -> int:
     return 0 if failures == 0 else 1
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import run_bench
+
+    report = run_bench(args.engine, args.size, args.repeats, args.refine, args.random_weights)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server.run import serve
 
@@ -188,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     warmup.add_argument("--url", help="Label Studio URL (default: LABEL_STUDIO_URL)")
     warmup.add_argument("--api-key", help="Label Studio token (default: LABEL_STUDIO_API_KEY)")
     warmup.set_defaults(handler=_warmup)
+
+    bench = commands.add_parser("bench", help="time each stage of a round per engine and image size")
+    bench.add_argument("--engine", nargs="+", help="engines to time (default: every one whose weights are here)")
+    bench.add_argument("--size", nargs="+", default=["640x480", "1024x768", "4096x4096"],
+                       choices=["640x480", "1024x768", "4096x4096"])
+    bench.add_argument("--repeats", type=int, default=10, help="rounds per stage (p50, p95 over them)")
+    bench.add_argument("--refine", choices=REFINE_OPTIONS, default="maskrefine")
+    bench.add_argument("--random-weights", action="store_true",
+                       help="time sam (vit_b) and mobile_sam with random weights when their checkpoints are missing")
+    bench.add_argument("--json", metavar="OUT.json", help="write every figure here")
+    bench.set_defaults(handler=_bench)
 
     serve = commands.add_parser("serve", help="run the HTTP server (Label Studio backend and scribble API)")
     serve.add_argument("--host", default=None, help="default: HOST (0.0.0.0)")

@@ -1,0 +1,154 @@
+"""``scribble-seg bench``: where a round's time goes, per engine and image size.
+
+Stages are timed in one process on one synthetic scene per size (a textured
+ellipse, strokes across it and around it): decode the image, embed it (cold),
+decode prompts with the embedding cached (warm), refine, encode the mask as
+Label Studio RLE and as PNG. ``warm_round`` is what an annotator waits for after
+the first click; ``cold_round`` is what recomputing the embedding every round
+(the official Label Studio SAM example across two images) would cost.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .core.engine import Engine, EngineUnavailable
+from .core.prompts import Prompts, make_prompts
+from .core.refine import refine_mask
+from .core.segmenter import Segmenter
+from .io.images import decode_image, encode_image
+from .labelstudio.rle import benchmark_rle, encode_mask
+
+SIZES: dict[str, tuple[int, int]] = {"640x480": (480, 640), "1024x768": (768, 1024), "4096x4096": (4096, 4096)}
+
+
+def bench_scene(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, Prompts]:
+    rng = np.random.default_rng(seed)
+    image = np.empty((height, width, 3), np.float32)
+    image[:] = (70, 100, 160)
+    mask = np.zeros((height, width), np.uint8)
+    cv2.ellipse(mask, (width // 2, height // 2), (width // 4, height // 4), 20, 0, 360, 1, -1)
+    image[mask > 0] = (190, 90, 60)
+    image += rng.normal(0, 12, image.shape)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    thickness = max(3, int(0.01 * np.hypot(height, width)))
+    positive = np.zeros((height, width), np.uint8)
+    cv2.line(positive, (width // 2 - width // 8, height // 2), (width // 2 + width // 8, height // 2), 1, thickness)
+    negative = np.zeros((height, width), np.uint8)
+    margin = max(4, width // 40)
+    cv2.rectangle(negative, (margin, margin), (width - margin, height - margin), 1, thickness)
+    return image, make_prompts(image.shape, positive > 0, negative > 0)
+
+
+@dataclass
+class Timing:
+    samples_ms: list[float]
+
+    @property
+    def p50(self) -> float:
+        return float(statistics.median(self.samples_ms))
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.samples_ms)
+        return float(ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))])
+
+
+def _time(function: Callable[[], object], repeats: int) -> tuple[Timing, object]:
+    samples, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        samples.append((time.perf_counter() - started) * 1000)
+    return Timing(samples), result
+
+
+def bench_engine(engine: Engine, size_name: str, repeats: int, refine: str) -> dict[str, float]:
+    height, width = SIZES[size_name]
+    image, prompts = bench_scene(height, width)
+    png = encode_image(image, "PNG")
+    load, _ = _time(lambda: decode_image(png, "ImageUrl"), max(1, repeats // 2))
+    cold_repeats = 1 if engine.name != "grabcut" and size_name == "4096x4096" else min(2, repeats)
+    embed, embedding = _time(lambda: engine.embed(image), cold_repeats)
+    predict, prediction = _time(lambda: engine.predict(embedding, prompts), repeats)
+    refined, mask = _time(lambda: refine_mask(image, prediction.mask, prompts, refine), repeats)
+    rle, _ = _time(lambda: encode_mask(mask), repeats)
+    png_out, _ = _time(lambda: encode_image(mask.astype(np.uint8) * 255, "PNG"), repeats)
+
+    segmenter = Segmenter(engine)
+    segmenter.embed(image)
+    warm_round, _ = _time(lambda: encode_mask(segmenter.segment(image, prompts, refine=refine).mask), repeats)
+    cold_round_ms = embed.p50 + warm_round.p50
+    figures = {
+        "load_ms_p50": load.p50, "load_ms_p95": load.p95,
+        "embed_ms_p50": embed.p50, "embed_ms_p95": embed.p95,
+        "predict_ms_p50": predict.p50, "predict_ms_p95": predict.p95,
+        "refine_ms_p50": refined.p50, "refine_ms_p95": refined.p95,
+        "rle_ms_p50": rle.p50, "rle_ms_p95": rle.p95,
+        "png_ms_p50": png_out.p50, "png_ms_p95": png_out.p95,
+        "warm_predict_ms_p50": warm_round.p50, "warm_predict_ms_p95": warm_round.p95,
+        "cold_round_ms_p50": cold_round_ms,
+        "speedup_vs_recompute": cold_round_ms / max(warm_round.p50, 1e-6),
+    }
+    return {name: round(value, 2) for name, value in figures.items()}
+
+
+def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[Engine]:
+    from .engines_factory import create_engine, engine_catalog
+
+    if names is None:
+        names = [info.name for info in engine_catalog() if info.available]
+        if random_weights:
+            names += [name for name in ("sam", "mobile_sam") if name not in names]
+    engines = []
+    for name in names:
+        try:
+            engines.append(create_engine(name))
+        except EngineUnavailable:
+            if not random_weights or name not in ("sam", "mobile_sam"):
+                raise
+            engines.append(_untrained(name))
+    return engines
+
+
+def _untrained(name: str) -> Engine:
+    """Same architecture, random weights: the timing is the model's, the masks mean nothing."""
+    from .core.engines.sam_family import MobileSamEngine, SamEngine, build_mobile_sam
+
+    if name == "sam":
+        from segment_anything import sam_model_registry
+
+        return SamEngine(sam_model_registry["vit_b"](checkpoint=None), model_type="vit_b")
+    return MobileSamEngine(build_mobile_sam())
+
+
+def run_bench(
+    engine_names: list[str] | None,
+    sizes: list[str],
+    repeats: int,
+    refine: str,
+    random_weights: bool,
+    print_line: Callable[[str], None] = print,
+) -> dict:
+    report: dict = {"engines": {}, "rle": benchmark_rle()}
+    for engine in engines_for_bench(engine_names, random_weights):
+        report["engines"][engine.name] = {}
+        for size_name in sizes:
+            figures = bench_engine(engine, size_name, repeats, refine)
+            report["engines"][engine.name][size_name] = figures
+            print_line(
+                f"{engine.name:<11} {size_name:>9}  embed {figures['embed_ms_p50']:9.1f} ms  "
+                f"decode {figures['predict_ms_p50']:7.1f}  refine {figures['refine_ms_p50']:7.1f}  "
+                f"rle {figures['rle_ms_p50']:6.1f}  warm round p50 {figures['warm_predict_ms_p50']:8.1f} "
+                f"p95 {figures['warm_predict_ms_p95']:8.1f}  x{figures['speedup_vs_recompute']:.1f} vs recompute"
+            )
+    rle = report["rle"]
+    print_line(f"rle (noisy 1024x768): {json.dumps(rle)}")
+    return report
