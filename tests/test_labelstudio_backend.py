@@ -15,6 +15,7 @@ from PIL import Image
 
 from ml_backend.labelstudio.rle import decode_rle, encode_mask
 from ml_backend.server.app import create_app
+from ml_backend.server.round_store import FileRoundStore, round_key
 from ml_backend.settings import Settings
 
 from .synthetic import disc_scene, iou
@@ -217,8 +218,10 @@ def test_rounds_build_on_the_previous_mask(client, scene):
     body = interactive_body(_default_draft(), [_keypoint(100, 80)])
     first = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
     store = client.app.state.service.round_store
-    remembered = [store.get(key) for key in list(store._entries)]
-    assert len(remembered) == 1 and np.array_equal(remembered[0], first)
+    remembered = store.get(round_key(body["project"], 1, "harness@example.com", "Object"))
+    assert remembered is not None and np.array_equal(remembered, first)
+    # another worker process on this machine sees the same mask
+    assert np.array_equal(FileRoundStore(store.directory).get(round_key(body["project"], 1, "harness@example.com", "Object")), first)
     # Next round: only a negative click inside the previous mask; the previous mask seeds the round.
     body = interactive_body([], [_keypoint(100, 80, positive=False, label="Object"), _keypoint(95, 70)])
     body["tasks"][0]["drafts"][0]["result"] = []

@@ -1,15 +1,21 @@
 """The mask each (task, user, class) got last round, so the next round builds on it.
 
-In-process by default; Redis (``REDIS_URL``) lets every worker and machine see it.
-A Redis outage degrades to the process memory instead of failing the round.
+A folder on this machine by default (every worker process sees it: Label Studio's
+next click may land on another worker); Redis (``REDIS_URL``) lets every machine
+see it. A Redis outage degrades to the process memory instead of failing the round.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import struct
+import tempfile
 import threading
+import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -57,6 +63,47 @@ class MemoryRoundStore:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+
+class FileRoundStore:
+    """One small file per key, replaced atomically; files older than the TTL are ignored and swept."""
+
+    def __init__(self, directory: Path, ttl_seconds: int = ROUND_TTL_SECONDS, sweep_every: int = 200) -> None:
+        self.directory = directory
+        self.ttl_seconds = ttl_seconds
+        self.sweep_every = sweep_every
+        self._puts = 0
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / (hashlib.blake2b(key.encode(), digest_size=16).hexdigest() + ".mask")
+
+    def get(self, key: str) -> np.ndarray | None:
+        path = self._path(key)
+        try:
+            if time.time() - path.stat().st_mtime > self.ttl_seconds:
+                return None
+            return unpack_mask(path.read_bytes())
+        except (OSError, ValueError, struct.error):
+            return None
+
+    def put(self, key: str, mask: np.ndarray) -> None:
+        handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(pack_mask(mask))
+        os.replace(temporary, self._path(key))
+        self._puts += 1
+        if self._puts % self.sweep_every == 0:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        cutoff = time.time() - self.ttl_seconds
+        for path in self.directory.glob("*.mask"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                pass
 
 
 class RedisRoundStore:

@@ -9,7 +9,7 @@ from ..core.segmenter import Segmenter
 from ..engines_factory import create_engine
 from ..settings import Settings
 from .metrics import CountingCache
-from .round_store import MemoryRoundStore, RedisRoundStore, RoundStore
+from .round_store import FileRoundStore, RedisRoundStore, RoundStore
 
 
 @dataclass
@@ -34,7 +34,7 @@ def build_state(settings: Settings) -> ServiceState:
     engine = create_engine(settings.ENGINE, settings)
     memory = MemoryEmbeddingCache(max_bytes=settings.EMBEDDING_CACHE_MB * 1024 * 1024)
     embedding_cache: EmbeddingCache = memory
-    round_store: RoundStore = MemoryRoundStore()
+    round_store: RoundStore = FileRoundStore(settings.CACHE_DIR / "rounds")
     redis_client = None
     if settings.REDIS_URL:
         from .redis_cache import RedisEmbeddingCache, connect_redis

@@ -285,7 +285,7 @@ class LabelStudioServer:
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
     ) -> None:
         self.username = username
-        self.password = password or secrets.token_urlsafe(16)
+        self.password = password or secrets.token_hex(16)
         self.token = token or secrets.token_hex(20)
         self.startup_timeout_s = startup_timeout_s
         self.port: int | None = None
