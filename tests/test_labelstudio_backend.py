@@ -140,7 +140,7 @@ def _decoded(region):
 def test_health_and_setup_answer_at_once(client):
     assert client.get("/health").json()["status"] == "UP"
     answer = client.post("/setup", json={"project": "1.1795838382", "schema": CONFIG, "hostname": "http://localhost:8080", "access_token": "x", "extra_params": None})
-    assert answer.status_code == 200 and answer.json()["model_version"].startswith("grabcut")
+    assert answer.status_code == 200 and answer.json()["model_version"].startswith("geodesic_grabcut")
 
 
 def test_interactive_click_returns_the_object_from_the_drafts_strokes(client, scene):

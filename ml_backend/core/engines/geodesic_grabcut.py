@@ -1,0 +1,329 @@
+"""GrabCut at a working resolution, seeded by geodesic distances from the strokes.
+
+Measured on the GrabCut benchmark's real strokes, three things beat plain GrabCut:
+the first "probably object" region is the set of pixels geodesically (colour-edge
+aware) nearer to a positive stroke than to a negative one or the image border;
+the result keeps only the parts connected to a positive stroke; and a correction
+only changes the region it touches. Working at a long side of a few hundred pixels
+keeps a round fast; the mask is brought back to full size where it changed.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from ..engine import Embedding, Engine, Prediction
+from ..prompts import Prompts
+
+# Neighbour offsets (dy, dx) of the 8-connected grid, each pair listed once.
+_HALF_NEIGHBOURHOOD = ((0, 1), (1, 0), (1, 1), (1, -1))
+_EIGHT_CONNECTED = np.ones((3, 3), bool)
+# GrabCut fits 5-component colour models: with fewer samples than this per side
+# its k-means initialisation fails, so such trimaps are answered without it.
+_MIN_MODEL_SAMPLES = 10
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB from RGB, RGBA or grey input."""
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"image: must be HxW, HxWx3 or HxWx4, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def geodesic_edge_costs(rgb: np.ndarray, colour_weight: float) -> np.ndarray:
+    """Cost of each step to the half-neighbourhood: length x (1 + colour_weight x Lab change).
+
+    Shape (4, H, W); steps leaving the image cost nothing and are never used.
+    """
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
+    # A light blur keeps JPEG noise and fine texture from walling off regions.
+    lab = cv2.GaussianBlur(lab, (3, 3), 0)
+    height, width = lab.shape[:2]
+    costs = np.zeros((len(_HALF_NEIGHBOURHOOD), height, width), np.float32)
+    for index, (dy, dx) in enumerate(_HALF_NEIGHBOURHOOD):
+        source, target = _offset_slices(height, width, dy, dx)
+        change = np.sqrt(((lab[source] - lab[target]) ** 2).sum(axis=2))
+        costs[index][source] = np.hypot(dy, dx) * (1.0 + colour_weight * change)
+    return costs
+
+
+def _offset_slices(height: int, width: int, dy: int, dx: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    rows_from, rows_to = slice(0, height - dy), slice(dy, height)
+    if dx >= 0:
+        cols_from, cols_to = slice(0, width - dx), slice(dx, width)
+    else:
+        cols_from, cols_to = slice(-dx, width), slice(0, width + dx)
+    return (rows_from, cols_from), (rows_to, cols_to)
+
+
+def geodesic_graph(costs: np.ndarray) -> csr_matrix:
+    """The undirected pixel graph whose shortest paths are the geodesic distances."""
+    _, height, width = costs.shape
+    index = np.arange(height * width).reshape(height, width)
+    rows, cols, weights = [], [], []
+    for offset, (dy, dx) in enumerate(_HALF_NEIGHBOURHOOD):
+        source, target = _offset_slices(height, width, dy, dx)
+        rows.append(index[source].ravel())
+        cols.append(index[target].ravel())
+        weights.append(costs[offset][source].ravel())
+    size = height * width
+    graph = csr_matrix(
+        (np.concatenate(weights).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(size, size),
+    )
+    return (graph + graph.T).tocsr()
+
+
+def geodesic_distance(graph: csr_matrix, seeds: np.ndarray) -> np.ndarray:
+    """Distance from the nearest seed pixel along the cheapest path; inf without seeds."""
+    seed_indices = np.flatnonzero(seeds)
+    if len(seed_indices) == 0:
+        return np.full(seeds.shape, np.inf)
+    distance = dijkstra(graph, directed=False, indices=seed_indices, min_only=True)
+    return distance.reshape(seeds.shape)
+
+
+def shrink_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Any-pixel downscale: a thin stroke must survive the reduction."""
+    if mask.shape == shape:
+        return mask.copy()
+    return cv2.resize(mask.astype(np.uint8) * 255, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 0
+
+
+def shrink_majority(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Majority downscale, for regions (the current mask) rather than strokes."""
+    if mask.shape == shape:
+        return mask.copy()
+    return cv2.resize(mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 0.5
+
+
+def enlarge(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if mask.shape == shape:
+        return mask.copy()
+    return cv2.resize(mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
+
+
+def keep_components_touching(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The 8-connected parts of ``mask`` that contain a seed pixel."""
+    labels, _ = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    kept = np.unique(labels[seeds & mask])
+    kept = kept[kept > 0]
+    return np.isin(labels, kept)
+
+
+def correction_seeds(
+    current: np.ndarray, result: np.ndarray, positive: np.ndarray, negative: np.ndarray
+) -> np.ndarray:
+    """Which parts of a corrected result stay: those connected to something still wanted.
+
+    Wanted are the positive strokes and the parts of the current mask no negative
+    stroke touches. A part the negative stroke does touch keeps its largest
+    remaining piece only when that piece is most of it (a trim, not a removal):
+    strokes may arrive without the earlier positive ones, so this cannot rely on them.
+    """
+    labels, count = ndimage.label(current, structure=_EIGHT_CONNECTED)
+    hit = np.unique(labels[negative & current])
+    hit = hit[hit > 0]
+    seeds = positive | (current & ~np.isin(labels, hit))
+    for component in hit:
+        region = labels == component
+        if (positive & region).any():
+            continue
+        pieces, piece_count = ndimage.label(result & region, structure=_EIGHT_CONNECTED)
+        if piece_count == 0:
+            continue
+        sizes = np.bincount(pieces.ravel())[1:]
+        largest = int(np.argmax(sizes))
+        if sizes[largest] >= 0.5 * region.sum():
+            seeds |= pieces == largest + 1
+    return seeds
+
+
+def border_pixels(shape: tuple[int, int]) -> np.ndarray:
+    border = np.zeros(shape, bool)
+    border[0, :] = border[-1, :] = True
+    border[:, 0] = border[:, -1] = True
+    return border
+
+
+def prompt_maps(prompts: Prompts, click_radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Full-size (positive, negative, inside-box) maps: clicks become small discs, outside the box is negative."""
+    height, width = prompts.shape
+    positive = prompts.positive_scribbles.astype(np.uint8)
+    negative = prompts.negative_scribbles.astype(np.uint8)
+    for (x, y), label in zip(prompts.points, prompts.point_labels):
+        target = positive if label == 1 else negative
+        cv2.circle(target, (int(round(x)), int(round(y))), click_radius, 1, -1)
+    inside_box = None
+    if prompts.box is not None:
+        x0, y0, x1, y1 = (int(round(v)) for v in prompts.box)
+        inside_box = np.zeros((height, width), bool)
+        inside_box[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)] = True
+        negative[~inside_box] = 1
+    negative_map = negative.astype(bool)
+    # A pixel painted both ways is read as "not the object", as make_prompts does.
+    positive_map = positive.astype(bool) & ~negative_map
+    return positive_map, negative_map, inside_box
+
+
+class GeodesicGrabCutEngine(Engine):
+    """Stroke-driven GrabCut with a geodesic first guess, connectivity and local corrections."""
+
+    name = "geodesic_grabcut"
+
+    def __init__(
+        self,
+        working_long_side: int = 320,
+        iterations: int = 3,
+        geodesic_colour_weight: float = 1.0,
+    ) -> None:
+        self.working_long_side = working_long_side
+        self.iterations = iterations
+        self.geodesic_colour_weight = geodesic_colour_weight
+
+    @property
+    def identity(self) -> str:
+        return (
+            f"geodesic_grabcut/v1/s{self.working_long_side}/i{self.iterations}"
+            f"/g{self.geodesic_colour_weight:g}"
+        )
+
+    def working_shape(self, height: int, width: int) -> tuple[int, int]:
+        scale = min(1.0, self.working_long_side / max(height, width))
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    def embed(self, image: np.ndarray) -> Embedding:
+        rgb = as_rgb(image)
+        height, width = rgb.shape[:2]
+        small_height, small_width = self.working_shape(height, width)
+        if (small_height, small_width) == (height, width):
+            small = rgb.copy()
+        else:
+            small = cv2.resize(rgb, (small_width, small_height), interpolation=cv2.INTER_AREA)
+        return Embedding(
+            self.identity,
+            (height, width),
+            {
+                "working_rgb": small,
+                "geodesic_costs": geodesic_edge_costs(small, self.geodesic_colour_weight),
+            },
+        )
+
+    def predict(self, embedding: Embedding, prompts: Prompts) -> Prediction:
+        self.check_embedding(embedding, prompts)
+        full_shape = tuple(embedding.image_shape)
+        small_rgb = embedding.arrays["working_rgb"]
+        small_shape = small_rgb.shape[:2]
+        diagonal = float(np.hypot(*full_shape))
+        positive, negative, inside_box = prompt_maps(prompts, click_radius=max(2, round(0.005 * diagonal)))
+        current = prompts.current_mask
+        if current is not None and not current.any() and not positive.any():
+            current = None
+        has_object_hint = positive.any() or inside_box is not None or current is not None
+        if not has_object_hint:
+            return Prediction(mask=np.zeros(full_shape, bool), score=0.0)
+
+        small_positive = shrink_mask(positive, small_shape)
+        small_negative = shrink_mask(negative, small_shape)
+        small_positive &= ~small_negative
+        if current is not None:
+            small_current = shrink_majority(current, small_shape)
+            first_guess = small_current
+        else:
+            small_current = None
+            first_guess = self._geodesic_first_guess(
+                embedding.arrays["geodesic_costs"], small_positive, small_negative, inside_box, small_shape
+            )
+
+        small_mask, stability = self._grabcut(small_rgb, first_guess, small_positive, small_negative)
+        seeds = small_positive if small_current is None else correction_seeds(small_current, small_mask, small_positive, small_negative)
+        if seeds.any():
+            small_mask = keep_components_touching(small_mask, seeds)
+
+        if current is None:
+            mask = enlarge(small_mask, full_shape)
+        else:
+            mask = self._apply_local_correction(current, small_current, small_mask, positive, negative, full_shape)
+        mask = (mask | positive) & ~negative
+        return Prediction(mask=mask, score=stability)
+
+    def _geodesic_first_guess(
+        self,
+        geodesic_costs: np.ndarray,
+        positive: np.ndarray,
+        negative: np.ndarray,
+        inside_box: np.ndarray | None,
+        shape: tuple[int, int],
+    ) -> np.ndarray:
+        if not positive.any():
+            # A box alone: classic GrabCut, the whole box is "probably object".
+            return shrink_majority(inside_box, shape) if inside_box is not None else np.zeros(shape, bool)
+        # Few negative strokes leave most of the image unclaimed; the border is
+        # nearly always background in a cut-out and keeps the guess from flooding.
+        background_seeds = negative | (border_pixels(shape) & ~positive)
+        graph = geodesic_graph(geodesic_costs)
+        nearer_object = geodesic_distance(graph, positive) < geodesic_distance(graph, background_seeds)
+        return nearer_object & ~negative
+
+    def _grabcut(
+        self, rgb: np.ndarray, first_guess: np.ndarray, positive: np.ndarray, negative: np.ndarray
+    ) -> tuple[np.ndarray, float]:
+        """GrabCut from a trimap; returns the mask and how little the last iteration changed it."""
+        labels = np.where(first_guess, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+        labels[positive] = cv2.GC_FGD
+        labels[negative] = cv2.GC_BGD
+        object_side = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+        if object_side.sum() < _MIN_MODEL_SAMPLES or (~object_side).sum() < _MIN_MODEL_SAMPLES:
+            return object_side, 0.0
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        background_model = np.zeros((1, 65), np.float64)
+        object_model = np.zeros((1, 65), np.float64)
+        # The colour models start from k-means with random centres: seed them so
+        # that the same request always gives the same mask.
+        cv2.setRNGSeed(0)
+        cv2.grabCut(bgr, labels, None, background_model, object_model, max(1, self.iterations - 1), cv2.GC_INIT_WITH_MASK)
+        before_last = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+        if self.iterations > 1:
+            cv2.grabCut(bgr, labels, None, background_model, object_model, 1, cv2.GC_EVAL)
+        mask = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+        changed = np.count_nonzero(mask != before_last)
+        stability = 1.0 - min(1.0, changed / max(1, np.count_nonzero(mask)))
+        return mask, float(stability)
+
+    @staticmethod
+    def _apply_local_correction(
+        current: np.ndarray,
+        small_current: np.ndarray,
+        small_mask: np.ndarray,
+        positive: np.ndarray,
+        negative: np.ndarray,
+        full_shape: tuple[int, int],
+    ) -> np.ndarray:
+        """The current mask, changed only where the new result differs in a region a correction touches.
+
+        Without this a stroke on one error would also let GrabCut drift elsewhere;
+        and unchanged parts keep the current mask's full-resolution edge.
+        """
+        small_changed = small_mask ^ small_current
+        if small_changed.shape != full_shape:
+            # One working pixel of margin: the enlarged change must cover its whole footprint.
+            small_changed = cv2.dilate(small_changed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        changed_region = enlarge(small_changed, full_shape)
+        proposal = np.where(changed_region, enlarge(small_mask, full_shape), current)
+        difference = proposal ^ current
+        corrective = (positive & ~current) | (negative & current)
+        touched = keep_components_touching(difference, corrective)
+        return current ^ touched

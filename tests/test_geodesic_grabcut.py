@@ -1,0 +1,192 @@
+"""The geodesic GrabCut engine on synthetic textured scenes."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ml_backend.core.engine import Embedding
+from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine
+from ml_backend.core.prompts import make_prompts
+
+
+def iou(first: np.ndarray, second: np.ndarray) -> float:
+    union = np.logical_or(first, second).sum()
+    return float(np.logical_and(first, second).sum() / union) if union else 1.0
+
+
+def textured_scene(height: int = 300, width: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A blotchy warm object (a blob with a lobe) on a blotchy cool background, with pixel noise.
+
+    A warm patch away from the object has the object's colours: colour alone
+    cannot tell it apart, connection to the stroke can.
+    """
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((height, width), np.uint8)
+    cv2.ellipse(mask, (width // 2, height // 2), (width // 4, height // 4), 20, 0, 360, 1, -1)
+    cv2.circle(mask, (width // 2 + width // 4, height // 2 - height // 6), height // 8, 1, -1)
+    mask = mask.astype(bool)
+    distractor = np.zeros((height, width), bool)
+    distractor[height - height // 5 : height - 12, 12 : width // 5] = True
+
+    def blotches(low: float, high: float) -> np.ndarray:
+        field = cv2.GaussianBlur(rng.random((height, width)).astype(np.float32), (0, 0), 6)
+        field = (field - field.min()) / (np.ptp(field) + 1e-6)
+        return low + (high - low) * field
+
+    image = np.empty((height, width, 3), np.float32)
+    warm = mask | distractor
+    image[..., 0] = np.where(warm, blotches(150, 230), blotches(40, 110))
+    image[..., 1] = np.where(warm, blotches(60, 140), blotches(80, 160))
+    image[..., 2] = np.where(warm, blotches(30, 90), blotches(130, 210))
+    image += rng.normal(0, 10, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def strokes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One short positive stroke in the object and one negative stroke in a corner."""
+    height, width = mask.shape
+    positive = np.zeros((height, width), np.uint8)
+    cv2.line(positive, (width // 2 - width // 10, height // 2), (width // 2 + width // 10, height // 2), 1, 3)
+    negative = np.zeros((height, width), np.uint8)
+    cv2.line(negative, (10, 10), (width // 4, 12), 1, 3)
+    return positive.astype(bool) & mask, negative.astype(bool) & ~mask
+
+
+@pytest.fixture(scope="module")
+def engine() -> GeodesicGrabCutEngine:
+    return GeodesicGrabCutEngine()
+
+
+@pytest.fixture(scope="module")
+def scene() -> tuple[np.ndarray, np.ndarray]:
+    return textured_scene()
+
+
+def test_strokes_segment_a_textured_object(engine, scene):
+    image, truth = scene
+    positive, negative = strokes(truth)
+    prediction = engine.predict(engine.embed(image), make_prompts(image.shape, positive, negative))
+    assert prediction.mask.shape == truth.shape
+    assert prediction.mask.dtype == bool
+    # Measured 0.993 on seeds 0-3; the plain GrabCut engine gets 0.895 (it takes
+    # the distractor), so this bound fails without the connectivity step.
+    assert iou(prediction.mask, truth) > 0.95
+    assert 0.0 <= prediction.score <= 1.0
+
+
+def test_strokes_are_hard_constraints(engine, scene):
+    image, truth = scene
+    positive, negative = strokes(truth)
+    # Strokes that contradict the image: a positive one in the background and a
+    # negative one across the object's middle.
+    height, width = truth.shape
+    wrong_positive = positive.copy()
+    cv2.line(wrong_positive.view(np.uint8), (20, height - 20), (60, height - 20), 1, 3)
+    wrong_negative = negative.copy()
+    cv2.line(wrong_negative.view(np.uint8), (width // 2, height // 2 - 30), (width // 2, height // 2 + 30), 1, 3)
+    prompts = make_prompts(image.shape, wrong_positive, wrong_negative)
+    mask = engine.predict(engine.embed(image), prompts).mask
+    assert mask[prompts.positive_scribbles].all()
+    assert not mask[prompts.negative_scribbles].any()
+
+
+def test_negative_correction_removes_a_wrongly_included_region(engine, scene):
+    image, truth = scene
+    positive, negative = strokes(truth)
+    height, width = truth.shape
+    wrong_region = np.zeros_like(truth)
+    wrong_region[height - 70 : height - 10, 20:110] = True
+    current = truth | wrong_region
+    correction = np.zeros_like(truth)
+    correction[height - 42 : height - 38, 35:95] = True
+    prompts = make_prompts(image.shape, positive, negative | correction, current_mask=current)
+    mask = engine.predict(engine.embed(image), prompts).mask
+    assert mask[wrong_region].mean() < 0.05
+    # The correction is local: the object itself stays.
+    assert mask[truth].mean() > 0.97
+
+
+def test_positive_correction_adds_a_missed_part(engine, scene):
+    image, truth = scene
+    positive, negative = strokes(truth)
+    height, width = truth.shape
+    lobe_centre = (width // 2 + width // 4, height // 2 - height // 6)
+    lobe = np.zeros_like(truth)
+    cv2.circle(lobe.view(np.uint8), lobe_centre, height // 10, 1, -1)
+    current = truth & ~lobe
+    correction = np.zeros_like(truth)
+    correction[lobe_centre[1] - 1 : lobe_centre[1] + 2, lobe_centre[0] - 15 : lobe_centre[0] + 15] = True
+    prompts = make_prompts(image.shape, positive | correction, negative, current_mask=current)
+    mask = engine.predict(engine.embed(image), prompts).mask
+    assert mask[lobe].mean() > 0.9
+    assert mask[~truth].mean() < 0.02
+
+
+def test_current_mask_is_kept_without_corrections(engine, scene):
+    image, truth = scene
+    positive, negative = strokes(truth)
+    prompts = make_prompts(image.shape, positive, negative, current_mask=truth)
+    mask = engine.predict(engine.embed(image), prompts).mask
+    assert np.array_equal(mask, truth)
+
+
+def test_box_alone_segments_and_nothing_leaves_the_box(engine, scene):
+    image, truth = scene
+    rows, cols = np.nonzero(truth)
+    box = (cols.min() - 10, rows.min() - 10, cols.max() + 10, rows.max() + 10)
+    prompts = make_prompts(image.shape, box=box)
+    mask = engine.predict(engine.embed(image), prompts).mask
+    assert iou(mask, truth) > 0.9
+    outside = np.ones_like(truth)
+    outside[box[1] : box[3], box[0] : box[2]] = False
+    assert not mask[outside].any()
+
+
+def test_clicks_work_like_small_strokes(engine, scene):
+    image, truth = scene
+    height, width = truth.shape
+    points = [(width // 2, height // 2), (15, 15), (width - 15, height - 15)]
+    prompts = make_prompts(image.shape, points=points, point_labels=[1, 0, 0])
+    mask = engine.predict(engine.embed(image), prompts).mask
+    assert mask[height // 2, width // 2]
+    assert not mask[15, 15] and not mask[height - 15, width - 15]
+    assert iou(mask, truth) > 0.9
+
+
+def test_no_positive_evidence_gives_an_empty_mask(engine, scene):
+    image, truth = scene
+    _, negative = strokes(truth)
+    prediction = engine.predict(engine.embed(image), make_prompts(image.shape, negative_scribbles=negative))
+    assert not prediction.mask.any()
+
+
+def test_same_request_same_mask_and_embedding_survives_serialisation(engine):
+    image, truth = textured_scene(seed=3)
+    positive, negative = strokes(truth)
+    prompts = make_prompts(image.shape, positive, negative)
+    embedding = engine.embed(image)
+    first = engine.predict(embedding, prompts)
+    second = engine.predict(GeodesicGrabCutEngine().embed(image), prompts)
+    restored = engine.predict(Embedding.from_bytes(embedding.to_bytes()), prompts)
+    assert np.array_equal(first.mask, second.mask)
+    assert np.array_equal(first.mask, restored.mask)
+    assert first.score == second.score
+
+
+def test_grey_and_small_images_are_accepted():
+    engine = GeodesicGrabCutEngine(working_long_side=160)
+    image, truth = textured_scene(120, 90, seed=5)
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    positive, negative = strokes(truth)
+    mask = engine.predict(engine.embed(grey), make_prompts(grey.shape, positive, negative)).mask
+    assert mask.shape == truth.shape
+    assert mask[positive].all() and not mask[negative].any()
+
+
+def test_embedding_of_another_engine_is_refused(engine, scene):
+    image, truth = scene
+    other = GeodesicGrabCutEngine(working_long_side=200).embed(image)
+    with pytest.raises(ValueError):
+        engine.predict(other, make_prompts(image.shape, *strokes(truth)))
