@@ -12,7 +12,9 @@ from .core.compose import RETURN_FORMS
 from .core.engine import EngineUnavailable
 from .core.refine import REFINE_OPTIONS
 from .errors import ClientError
+from .evaluation.cli import add_eval_parser
 from .settings import get_settings
+from .soak import add_soak_parser
 
 
 def _read(path: str, field: str) -> bytes:
@@ -55,10 +57,13 @@ def _segment(args: argparse.Namespace) -> int:
         positive = integrated_positive if positive is None else positive | integrated_positive
         negative = integrated_negative if negative is None else negative | integrated_negative
 
-    prompts = build_prompts(image, positive, negative, current_mask)
+    prompts = build_prompts(image, positive, negative, current_mask, positive_field="--positive")
     segmenter = Segmenter(create_engine(args.engine))
     result = cut_out(segmenter, image, prompts, options)
-    Path(args.output).write_bytes(result.content)
+    try:
+        Path(args.output).write_bytes(result.content)
+    except OSError as error:
+        raise ClientError("InvalidParameter", f"-o: cannot write {args.output}: {error.strerror}") from None
     object_share = float(result.mask.mean())
     print(
         f"{args.output}: {image.shape[1]}x{image.shape[0]} {args.return_form} {options.return_format}, "
@@ -218,12 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=None, help="default: WORKERS")
     serve.set_defaults(handler=_serve)
 
-    try:
-        from .evaluation.cli import add_eval_parser
-    except ImportError:
-        pass
-    else:
-        add_eval_parser(commands)
+    add_eval_parser(commands)
+    add_soak_parser(commands)
     return parser
 
 

@@ -69,8 +69,9 @@ def build_prompts(
     positive_scribbles: np.ndarray | None = None,
     negative_scribbles: np.ndarray | None = None,
     current_mask: np.ndarray | None = None,
+    positive_field: str = "PosScribbleImageUrl",
 ) -> Prompts:
-    """Prompts from stroke and mask arrays; errors name the API parameter at fault."""
+    """Prompts from stroke and mask arrays; errors name the parameter at fault."""
     try:
         prompts = make_prompts(image.shape, positive_scribbles, negative_scribbles, current_mask)
     except PromptError as error:
@@ -78,8 +79,8 @@ def build_prompts(
     if not prompts.has_positive_evidence():
         raise ClientError(
             "InvalidParameter.Scribble",
-            "PosScribbleImageUrl: no positive stroke and no current mask: mark the object with at least one stroke",
-            field="PosScribbleImageUrl",
+            f"{positive_field}: no positive stroke and no current mask: mark the object with at least one stroke",
+            field=positive_field,
         )
     return prompts
 

@@ -30,6 +30,9 @@ BRUSH_TYPE = "brushlabels"
 POINT_TYPE = "keypointlabels"
 BOX_TYPE = "rectanglelabels"
 _OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+# Each stroke region is decoded to a full-size mask; far more than anyone paints on
+# one task, far fewer than a body of empty regions could make the server decode.
+MAX_STROKE_REGIONS = 256
 
 
 @dataclass
@@ -190,6 +193,8 @@ def _stroke_regions(results: list, config: ScribbleConfig, name: str) -> list[tu
         if to_name is not None and to_name != config.image_name:
             continue
         regions.append((region_name, region))
+        if len(regions) > MAX_STROKE_REGIONS:
+            raise invalid_parameter(name, f"holds more than {MAX_STROKE_REGIONS} stroke brush regions")
     return regions
 
 

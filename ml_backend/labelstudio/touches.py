@@ -24,6 +24,9 @@ stroke into a blob.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -40,6 +43,28 @@ MAX_RELATIVE_STROKE_WIDTH = 100.0
 MIN_RELATIVE_COORDINATE = -100.0
 MAX_RELATIVE_COORDINATE = 200.0
 MAX_TOUCH_POINTS = 1_000_000
+# A segment paints every row it crosses, widened by the brush. Segments are painted
+# in batches of about this many rows, so the rasteriser's scratch memory (some
+# hundred bytes per row) stays bounded whatever the stroke.
+_BATCH_ROWS = 1 << 16
+# All touches of a value together may paint this many rows, counted per segment (a
+# second or two of work): a draft painted by hand stays far below (a 2000-point
+# stroke with a 300 px brush is 0.6 million), while a few megabytes of points with
+# an image-wide brush would hold a worker for minutes and gigabytes.
+MAX_PAINTED_ROWS = 8_000_000
+# Rows painted so far under painting_budget(): one budget for every region of a request.
+_painted_rows: ContextVar[list[int] | None] = ContextVar("painted_rows", default=None)
+
+
+@contextmanager
+def painting_budget() -> Iterator[None]:
+    """Counts MAX_PAINTED_ROWS over every rasterize_touches call inside (one task of a
+    request), so that many regions cannot each spend the whole allowance."""
+    token = _painted_rows.set([0])
+    try:
+        yield
+    finally:
+        _painted_rows.reset(token)
 
 
 def _number_array(value: object, field: str) -> np.ndarray:
@@ -95,6 +120,25 @@ def _crossings(row_centres: np.ndarray, start: np.ndarray, end: np.ndarray) -> t
     left = np.where(flat, np.minimum(start[:, 0], end[:, 0]), x)
     right = np.where(flat, np.maximum(start[:, 0], end[:, 0]), x)
     return np.where(hits, left, np.inf), np.where(hits, right, -np.inf)
+
+
+def _segment_row_counts(points: np.ndarray, radius: float, height: int) -> np.ndarray:
+    """How many image rows each segment of the polyline (a lone point: its dot) paints."""
+    starts, ends = (points[:-1], points[1:]) if len(points) > 1 else (points, points)
+    low = np.ceil(np.minimum(starts[:, 1], ends[:, 1]) - radius - 0.5)
+    high = np.floor(np.maximum(starts[:, 1], ends[:, 1]) + radius - 0.5)
+    return np.maximum(np.minimum(high, height - 1) - np.maximum(low, 0) + 1, 0).astype(np.int64)
+
+
+def _point_batches(points: np.ndarray, row_counts: np.ndarray) -> list[np.ndarray]:
+    """The polyline cut into runs of consecutive segments painting about _BATCH_ROWS rows
+    each; neighbouring runs share their joining point, so their union is the whole stroke."""
+    if len(points) <= 2:
+        return [points]
+    batch = (np.cumsum(row_counts) - row_counts) // _BATCH_ROWS
+    cuts = (np.flatnonzero(np.diff(batch)) + 1).tolist()
+    edges = [0, *cuts, len(row_counts)]
+    return [points[first : last + 1] for first, last in zip(edges[:-1], edges[1:])]
 
 
 def _stroke_window(points: np.ndarray, diameter: float, height: int, width: int):
@@ -169,6 +213,7 @@ def rasterize_touches(touches: object, base: np.ndarray, field: str = "value.tou
         raise invalid_parameter(field, f"must be a list, got {type(touches).__name__}")
     mask = base.astype(bool, copy=True)
     total_points = 0
+    painted_rows = _painted_rows.get() or [0]
     for index, touch in enumerate(touches):
         touch_field = f"{field}[{index}]"
         if not isinstance(touch, dict):
@@ -181,14 +226,25 @@ def rasterize_touches(touches: object, base: np.ndarray, field: str = "value.tou
         total_points += len(points)
         if total_points > MAX_TOUCH_POINTS:
             raise invalid_parameter(field, f"hold more than {MAX_TOUCH_POINTS} points")
-        painted = _stroke_window(points, diameter, height, width) if len(points) else None
-        if painted is None:
+        if not len(points):
             continue
-        rows, columns, stroke = painted
-        if kind == "add":
-            mask[rows, columns] |= stroke
-        else:
-            mask[rows, columns] &= ~stroke
+        row_counts = _segment_row_counts(points, diameter / 2, height)
+        painted_rows[0] += int(row_counts.sum())
+        if painted_rows[0] > MAX_PAINTED_ROWS:
+            raise invalid_parameter(
+                field,
+                f"paint more than {MAX_PAINTED_ROWS} rows counted per segment (each segment paints the rows "
+                "it spans plus the brush width): too many points with too wide a brush",
+            )
+        for batch in _point_batches(points, row_counts):
+            painted = _stroke_window(batch, diameter, height, width)
+            if painted is None:
+                continue
+            rows, columns, stroke = painted
+            if kind == "add":
+                mask[rows, columns] |= stroke
+            else:
+                mask[rows, columns] &= ~stroke
     return mask
 
 

@@ -8,6 +8,7 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ClientError
 from ..settings import Settings, get_settings
@@ -21,6 +22,9 @@ from .state import build_state
 from .task_images import TaskImageLoader
 
 logger = logging.getLogger("ml_backend")
+
+# Routing refusals (no such path, method not allowed) in the same shape as every other error.
+HTTP_ERROR_CODES = {404: "NotFound", 405: "MethodNotAllowed"}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,6 +53,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(
             status_code=error.status,
             content={"RequestId": str(uuid.uuid4()), "Code": error.code, "Message": error.message},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            status_code=error.status_code,
+            content={
+                "RequestId": str(uuid.uuid4()),
+                "Code": HTTP_ERROR_CODES.get(error.status_code, "HTTPError"),
+                "Message": f"{request.method} {request.url.path[:200]}: {error.detail}",
+            },
+            headers=error.headers,
         )
 
     @app.exception_handler(RequestValidationError)

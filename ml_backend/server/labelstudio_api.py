@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
 
@@ -24,7 +23,7 @@ def require_basic_auth(request: Request) -> None:
     scheme, _, encoded = header.partition(" ")
     try:
         user, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # binascii.Error, or non-ASCII bytes in the header
         user, password = "", ""
     user_ok = hmac.compare_digest(user.encode(), settings.BASIC_AUTH_USER.encode())
     password_ok = hmac.compare_digest(password.encode(), settings.BASIC_AUTH_PASS.encode())
@@ -36,14 +35,25 @@ router = APIRouter(tags=["Label Studio ML backend"], dependencies=[Depends(requi
 
 
 async def _json_object(request: Request) -> dict:
-    raw = await request.body()
-    limit = request.app.state.service.settings.MAX_REQUEST_MB * 1024 * 1024
-    if len(raw) > limit:
-        raise ClientError("InvalidFile.Size", f"body: larger than {limit // (1024 * 1024)} MB", status=413)
+    limit_mb = request.app.state.service.settings.MAX_REQUEST_MB
+    too_large = ClientError("InvalidFile.Size", f"body: larger than {limit_mb} MB (MAX_REQUEST_MB)", status=413)
+    declared_length = request.headers.get("content-length", "")
+    if declared_length.isdigit() and int(declared_length) > limit_mb * 1024 * 1024:
+        raise too_large
+    # Counted while it streams in: a chunked body has no length to check up front.
+    chunks, received = [], 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit_mb * 1024 * 1024:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise invalid_parameter("body", f"is not valid JSON ({error})") from None
+    except RecursionError:
+        raise invalid_parameter("body", "is not valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise invalid_parameter("body", "must be a JSON object")
     return body

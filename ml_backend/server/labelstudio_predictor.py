@@ -18,6 +18,7 @@ from ..core.prompts import PromptError, make_prompts
 from ..errors import ClientError, invalid_parameter
 from ..labelstudio.config import ScribbleConfig, parse_scribble_config
 from ..labelstudio.mapping import brush_result, class_scribbles, context_prompts, merge_strokes, strokes_from_task
+from ..labelstudio.touches import painting_budget
 from .metrics import ROUNDS
 from .precompute import Precomputer, ThreadPrecomputer
 from .round_store import round_key
@@ -79,11 +80,13 @@ class LabelStudioPredictor:
         if context:
             if len(tasks) != 1:
                 raise invalid_parameter("tasks", "an interactive call takes exactly one task")
-            return {"results": [self._interactive(tasks[0], context, config, project)]}
+            with painting_budget():
+                return {"results": [self._interactive(tasks[0], context, config, project)]}
         results = []
         for index, task in enumerate(tasks):
             try:
-                results.append(self._batch(task, config, project, f"tasks[{index}]"))
+                with painting_budget():
+                    results.append(self._batch(task, config, project, f"tasks[{index}]"))
             except ClientError as error:
                 # One bad task must not cost the others their predictions.
                 logger.info("batch task %s skipped: %s", index, error.message)

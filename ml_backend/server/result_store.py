@@ -7,6 +7,10 @@ names or extend a link. Two backends: a local folder (one machine; expired files
 are purged as new ones arrive) and Redis (``SETEX``; every worker on every machine
 sharing the Redis sees every result). The signing key is ``RESULT_SIGNING_KEY``,
 else a random key that the backend persists once, so all workers agree on it.
+
+Redis may be away: then results go to the local folder until it is back (links
+work on this machine meanwhile), and a key kept in Redis is read when first
+needed, so the server starts without Redis.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -29,6 +34,8 @@ from urllib.parse import urlencode
 
 from ..errors import ClientError
 from ..settings import Settings
+
+logger = logging.getLogger(__name__)
 
 MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpg": "image/jpeg"}
 RESULT_NAME = re.compile(r"^[0-9a-f]{32}\.(png|jpg)$")
@@ -149,18 +156,55 @@ class FolderBackend(ResultBackend):
 
 
 class RedisBackend(ResultBackend):
-    """Results as Redis strings with a TTL (``SETEX``); Redis drops them when they expire."""
+    """Results as Redis strings with a TTL (``SETEX``); Redis drops them when they expire.
 
-    def __init__(self, url: str) -> None:
+    While Redis cannot be reached, results are written to ``fallback_dir`` (a
+    ``FolderBackend``, shared by this machine's workers) and looked up there too.
+    """
+
+    def __init__(self, url: str, fallback_dir: Path | None = None) -> None:
         import redis
 
         self.client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+        self._redis_error: type[Exception] = redis.RedisError
+        self._fallback_dir = fallback_dir
+        self._fallback: FolderBackend | None = None
+        self._fallback_lock = threading.Lock()
+
+    def _folder(self) -> FolderBackend | None:
+        if self._fallback_dir is None:
+            return None
+        with self._fallback_lock:
+            if self._fallback is None:
+                self._fallback = FolderBackend(self._fallback_dir)
+            return self._fallback
 
     def put(self, name: str, content: bytes, ttl_seconds: int) -> None:
-        self.client.setex(REDIS_RESULT_PREFIX + name, ttl_seconds, content)
+        try:
+            self.client.setex(REDIS_RESULT_PREFIX + name, ttl_seconds, content)
+        except self._redis_error as error:
+            folder = self._folder()
+            if folder is None:
+                raise
+            logger.warning(
+                "result store: Redis unavailable (%s); result kept in %s", type(error).__name__, folder.directory
+            )
+            folder.put(name, content, ttl_seconds)
 
     def get(self, name: str) -> bytes | None:
-        return self.client.get(REDIS_RESULT_PREFIX + name)
+        try:
+            content = self.client.get(REDIS_RESULT_PREFIX + name)
+        except self._redis_error as error:
+            if self._fallback_dir is None:
+                raise
+            logger.warning(
+                "result store: Redis unavailable (%s); looking in %s", type(error).__name__, self._fallback_dir
+            )
+            content = None
+        if content is None and self._fallback_dir is not None and (self._fallback_dir / name).exists():
+            folder = self._folder()
+            return folder.get(name) if folder is not None else None
+        return content
 
     def shared_signing_key(self) -> bytes:
         # In Redis, not in a local file, so workers on different machines agree too.
@@ -210,21 +254,54 @@ def _read_key(path: Path) -> bytes:
 
 
 class ResultStore:
-    """Saves results and hands out signed URLs to them; checks those URLs when they come back."""
+    """Saves results and hands out signed URLs to them; checks those URLs when they come back.
 
-    def __init__(self, backend: ResultBackend, signing_key: bytes, ttl_seconds: int, clock: Clock = time.time) -> None:
-        if len(signing_key) < 16:
-            raise ValueError("RESULT_SIGNING_KEY must be at least 16 bytes long")
+    ``signing_key`` is the key, or a function that fetches it when first needed
+    (a key kept in Redis, while Redis is away at start).
+    """
+
+    def __init__(
+        self,
+        backend: ResultBackend,
+        signing_key: bytes | Callable[[], bytes],
+        ttl_seconds: int,
+        clock: Clock = time.time,
+    ) -> None:
         self.backend = backend
         self.ttl_seconds = ttl_seconds
         self.clock = clock
-        self._signing_key = signing_key
+        self._signing_key: bytes | None = None
+        self._fetch_signing_key: Callable[[], bytes] | None = None
+        self._key_lock = threading.Lock()
+        if isinstance(signing_key, bytes):
+            self._signing_key = _checked_key(signing_key)
+        else:
+            self._fetch_signing_key = signing_key
+
+    def _key(self) -> bytes:
+        if self._signing_key is None:
+            with self._key_lock:
+                if self._signing_key is None and self._fetch_signing_key is not None:
+                    try:
+                        key = self._fetch_signing_key()
+                    except Exception as error:
+                        logger.warning("result store: cannot read the shared signing key (%s)", type(error).__name__)
+                        raise ClientError(
+                            "ServiceUnavailable",
+                            "the result store cannot be reached to read its signing key; try again shortly "
+                            "(or set RESULT_SIGNING_KEY)",
+                            status=503,
+                        ) from None
+                    self._signing_key = _checked_key(key)
+        assert self._signing_key is not None
+        return self._signing_key
 
     def save(self, content: bytes, media_type: str) -> SignedResult:
         extension = next((ext for ext, known in MEDIA_TYPES.items() if known == media_type), None)
         if extension is None:
             raise ValueError(f"results are PNG or JPEG, not {media_type}")
         name = f"{uuid.uuid4().hex}.{extension}"
+        self._key()  # no result is stored that could not be signed
         # Stored a little longer than the link lives, so a link never outlives its file.
         self.backend.put(name, content, self.ttl_seconds + 1)
         return self.sign(name, int(self.clock()) + self.ttl_seconds)
@@ -268,8 +345,14 @@ class ResultStore:
         self.backend.close()
 
     def _signature(self, name: str, expires: int) -> str:
-        digest = hmac.new(self._signing_key, f"{name}\n{expires}".encode(), hashlib.sha256).digest()
+        digest = hmac.new(self._key(), f"{name}\n{expires}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _checked_key(key: bytes) -> bytes:
+    if len(key) < 16:
+        raise ValueError("RESULT_SIGNING_KEY must be at least 16 bytes long")
+    return key
 
 
 def _not_found(name: str) -> ClientError:
@@ -279,12 +362,24 @@ def _not_found(name: str) -> ClientError:
 def build_result_store(settings: Settings, clock: Clock = time.time) -> ResultStore:
     """Redis when ``REDIS_URL`` is set, else the folder ``RESULT_DIR``."""
     backend: ResultBackend
+    signing_key: bytes | Callable[[], bytes]
     if settings.REDIS_URL:
-        backend = RedisBackend(settings.REDIS_URL)
+        backend = RedisBackend(settings.REDIS_URL, fallback_dir=settings.RESULT_DIR)
     else:
         backend = FolderBackend(settings.RESULT_DIR, clock=clock)
     if settings.RESULT_SIGNING_KEY:
         signing_key = settings.RESULT_SIGNING_KEY.encode("utf-8")
+    elif isinstance(backend, RedisBackend):
+        import redis
+
+        try:
+            signing_key = backend.shared_signing_key()
+        except redis.RedisError as error:
+            # Start anyway: rounds do not need Redis, and the key is read once it is back.
+            logger.warning(
+                "result store: Redis unavailable at start (%s); signing key read later", type(error).__name__
+            )
+            signing_key = backend.shared_signing_key
     else:
         signing_key = backend.shared_signing_key()
     return ResultStore(backend, signing_key, settings.RESULT_TTL_SECONDS, clock=clock)

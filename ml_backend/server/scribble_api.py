@@ -364,6 +364,8 @@ async def read_body(request: Request) -> RequestBody:
             parsed = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as error:
             raise ClientError("InvalidParameter", f"request body: not valid JSON ({error})") from None
+        except RecursionError:
+            raise ClientError("InvalidParameter", "request body: not valid JSON: nested too deeply") from None
         if not isinstance(parsed, dict):
             raise ClientError("InvalidParameter", "request body: must be a JSON object of parameters")
         return RequestBody(parsed, {})
@@ -605,6 +607,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "InvalidApiKey (only when API_KEYS is set)"},
     413: {"model": ErrorBody, "description": "InvalidFile.Size: an input or the request body is too large"},
     415: {"model": ErrorBody, "description": "InvalidImage.Format or UnsupportedMediaType"},
+    503: {"model": ErrorBody, "description": "ServiceUnavailable: Redis holds the signing key and cannot be reached"},
 }
 SUCCESS_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
