@@ -87,11 +87,14 @@ def _engines(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .weights import download_checkpoint
+    from .weights import ChecksumMismatch, DownloadError, download_checkpoint
 
     settings = get_settings()
     destination = Path(args.dir) if args.dir else settings.MODEL_DIR
-    path = download_checkpoint(args.name, destination, url=args.url, sha256=args.sha256)
+    try:
+        path = download_checkpoint(args.name, destination, url=args.url, sha256=args.sha256)
+    except (ChecksumMismatch, DownloadError, ValueError) as error:
+        raise ClientError("InvalidParameter", f"download {args.name}: {error}") from None
     print(f"{args.name}: {path}")
     return 0
 

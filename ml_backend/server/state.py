@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ..core.cache import EmbeddingCache, MemoryEmbeddingCache
@@ -10,6 +11,9 @@ from ..engines_factory import create_engine
 from ..settings import Settings
 from .metrics import CountingCache
 from .round_store import FileRoundStore, RedisRoundStore, RoundStore
+
+
+TORCH_ENGINES = frozenset({"sam", "mobile_sam", "litemedsam"})
 
 
 @dataclass
@@ -27,11 +31,13 @@ class ServiceState:
 
 def build_state(settings: Settings) -> ServiceState:
     """Loads the engine now, so that no request (``/setup`` has a 3 s limit) waits for it."""
-    if settings.TORCH_THREADS:
+    engine = create_engine(settings.ENGINE, settings)
+    if engine.name in TORCH_ENGINES:
         import torch
 
-        torch.set_num_threads(settings.TORCH_THREADS)
-    engine = create_engine(settings.ENGINE, settings)
+        # Workers fighting over the same cores make each decode several times slower.
+        threads = settings.TORCH_THREADS or max(1, (os.cpu_count() or 1) // settings.WORKERS)
+        torch.set_num_threads(threads)
     memory = MemoryEmbeddingCache(max_bytes=settings.EMBEDDING_CACHE_MB * 1024 * 1024)
     embedding_cache: EmbeddingCache = memory
     round_store: RoundStore = FileRoundStore(settings.CACHE_DIR / "rounds")
