@@ -45,6 +45,8 @@ class RedisEmbeddingCache:
         self.lock_timeout_s = lock_timeout_s
         self.retry_after_s = retry_after_s
         self._unavailable_until = 0.0
+        # Embeddings computed while Redis was away: shared once it is back.
+        self._unshared: set[str] = set()
 
     def _redis_ok(self) -> bool:
         return time.monotonic() >= self._unavailable_until
@@ -55,6 +57,8 @@ class RedisEmbeddingCache:
 
     def get(self, key: str) -> Embedding | None:
         embedding = self.memory.get(key)
+        if embedding is not None and key in self._unshared and self._redis_ok():
+            self._share(key, embedding)
         if embedding is not None or not self._redis_ok():
             return embedding
         try:
@@ -71,12 +75,19 @@ class RedisEmbeddingCache:
     def put(self, key: str, embedding: Embedding) -> None:
         self.memory.put(key, embedding)
         if not self._redis_ok():
+            self._unshared.add(key)
             return
+        self._share(key, embedding)
+
+    def _share(self, key: str, embedding: Embedding) -> None:
         blob = zlib.compress(embedding.to_bytes(float16=True), 1)
         try:
             self.client.set(self.prefix + key, blob, ex=self.ttl_seconds)
         except redis.RedisError as error:
+            self._unshared.add(key)
             self._redis_failed(error)
+        else:
+            self._unshared.discard(key)
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:

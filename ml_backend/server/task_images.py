@@ -8,6 +8,7 @@ point the server at its own network.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 import requests
 from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_local_path, http_session
 
-from ..core.cache import image_digest
+from ..core.cache import KeyLocks, image_digest
 from ..errors import ClientError
 from ..io.fetch import fetch_url
 from ..io.images import IMAGE_MAX_BYTES, decode_image
@@ -77,15 +78,25 @@ class TaskImageLoader:
         self.max_images = max_images
         self._images: OrderedDict[str, LoadedImage] = OrderedDict()
         self._lock = threading.Lock()
+        self._downloads = KeyLocks()
 
     def load(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
         if not isinstance(url, str) or not url:
             raise ClientError("InvalidParameter", "task.data: the image URL is missing", field="task.data")
-        with self._lock:
-            cached = self._images.get(url)
-            if cached is not None:
-                self._images.move_to_end(url)
-                return cached
+        with self._downloads(url):
+            with self._lock:
+                cached = self._images.get(url)
+                if cached is not None:
+                    self._images.move_to_end(url)
+                    return cached
+            loaded = self._download(url, hostname, access_token, task_id)
+            with self._lock:
+                self._images[url] = loaded
+                while len(self._images) > self.max_images:
+                    self._images.popitem(last=False)
+            return loaded
+
+    def _download(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
         allowed = list(self.allowed_hosts)
         if hostname:
             allowed.append(urlsplit(hostname).hostname or "")
@@ -94,17 +105,21 @@ class TaskImageLoader:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # A folder of its own per download: the SDK writes its cache file in place,
+        # so a shared folder lets a concurrent reader see a half-written file.
+        download_dir = tempfile.TemporaryDirectory(dir=self.cache_dir)
         try:
-            with http_session(session):
+            with http_session(session), download_dir:
                 path = get_local_path(
                     url,
-                    cache_dir=str(self.cache_dir),
+                    cache_dir=download_dir.name,
                     hostname=hostname or "",
                     access_token=access_token or "",
                     # Never read another program's upload folder on this disk.
                     image_dir=str(self.cache_dir / "no-local-uploads"),
                     task_id=task_id,
                 )
+                data = Path(path).read_bytes()
         except ClientError:
             raise
         except requests.exceptions.HTTPError as error:
@@ -120,11 +135,5 @@ class TaskImageLoader:
                 f"task.data: cannot resolve {url!r}: {error} (set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)",
                 field="task.data",
             ) from None
-        data = Path(path).read_bytes()
         pixels = decode_image(data, "task.data", IMAGE_MAX_BYTES)
-        loaded = LoadedImage(pixels=pixels, key=image_digest(pixels))
-        with self._lock:
-            self._images[url] = loaded
-            while len(self._images) > self.max_images:
-                self._images.popitem(last=False)
-        return loaded
+        return LoadedImage(pixels=pixels, key=image_digest(pixels))
