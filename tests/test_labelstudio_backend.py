@@ -315,3 +315,17 @@ def test_metrics_count_rounds_and_requests(client):
     text = client.get("/metrics").text
     assert 'scribble_requests_total{method="POST",route="/predict",status="200"}' in text
     assert "scribble_segmentation_rounds_total" in text and "scribble_embedding_cache_total" in text
+
+
+def test_concurrent_rounds_on_a_new_task_image_download_it_once(tmp_path, label_studio_host):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ml_backend.server.task_images import TaskImageLoader
+
+    loader = TaskImageLoader(tmp_path / "images", [])
+    before = LabelStudioFiles.seen_paths.count("/data/upload/1/scene.png")
+    with ThreadPoolExecutor(8) as pool:
+        images = list(pool.map(lambda _: loader.load("/data/upload/1/scene.png", label_studio_host, TOKEN, 1), range(8)))
+    assert len({image.key for image in images}) == 1 and images[0].pixels.shape == (HEIGHT, WIDTH, 3)
+    assert LabelStudioFiles.seen_paths.count("/data/upload/1/scene.png") == before + 1
+    assert list((tmp_path / "images").iterdir()) == []  # no download folders left behind
