@@ -15,13 +15,12 @@ def _worker_service():  # type: ignore[no-untyped-def]
     global _service
     with _service_lock:
         if _service is None:
-            from .server.scribble_api import allowed_fetch_hosts
             from .server.state import build_state
             from .server.task_images import TaskImageLoader
 
             settings = get_settings()
             state = build_state(settings)
-            loader = TaskImageLoader(settings.CACHE_DIR / "task-images", allowed_fetch_hosts(settings))
+            loader = TaskImageLoader.from_settings(settings)
             _service = (state, loader)
         return _service
 

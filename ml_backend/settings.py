@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -83,6 +84,19 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_path_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def fetch_allowed_hosts(self) -> list[str]:
+        """ALLOWED_FETCH_HOSTS, plus Label Studio's own host: its uploads are fair game."""
+        hosts = list(self.ALLOWED_FETCH_HOSTS)
+        if self.LABEL_STUDIO_URL:
+            try:
+                label_studio_host = urlsplit(self.LABEL_STUDIO_URL).hostname
+            except ValueError:
+                label_studio_host = None
+            if label_studio_host:
+                hosts.append(label_studio_host)
+        return hosts
 
     @property
     def sam_checkpoint_path(self) -> Path:

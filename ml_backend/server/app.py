@@ -16,7 +16,6 @@ from .labelstudio_api import router as labelstudio_router
 from .labelstudio_predictor import LabelStudioPredictor
 from .metrics import install_metrics
 from .result_store import build_result_store
-from .scribble_api import allowed_fetch_hosts
 from .scribble_api import router as scribble_router
 from .state import build_state
 from .task_images import TaskImageLoader
@@ -37,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = build_state(settings)
     app.state.result_store = build_result_store(settings)
-    image_loader = TaskImageLoader(settings.CACHE_DIR / "task-images", allowed_fetch_hosts(settings))
+    image_loader = TaskImageLoader.from_settings(settings)
     precomputer = None
     if settings.PRECOMPUTE == "queue":
         if app.state.service.redis_client is None:

@@ -418,19 +418,6 @@ def cutout_options(parameters: ScribbleSegmentationRequest) -> CutoutOptions:
     )
 
 
-def allowed_fetch_hosts(settings: Settings) -> list[str]:
-    """ALLOWED_FETCH_HOSTS, plus Label Studio's own host: its uploads are fair game."""
-    hosts = list(settings.ALLOWED_FETCH_HOSTS)
-    if settings.LABEL_STUDIO_URL:
-        try:
-            label_studio_host = urlsplit(settings.LABEL_STUDIO_URL).hostname
-        except ValueError:
-            label_studio_host = None
-        if label_studio_host:
-            hosts.append(label_studio_host)
-    return hosts
-
-
 def _check_url_syntax(url: str, field: str) -> None:
     """Refuses URLs the standard library cannot even split (``http://[::1``), before fetching."""
     try:
@@ -461,7 +448,7 @@ async def gather_inputs(
     if "image" not in sources:
         raise invalid_parameter("ImageUrl", "is required: the image to segment (or upload it as the file part Image)")
 
-    allowed_hosts = allowed_fetch_hosts(settings)
+    allowed_hosts = settings.fetch_allowed_hosts
     inputs: dict[str, InputBytes] = {}
     fetched_roles: list[str] = []
     fetches = []

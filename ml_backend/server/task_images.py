@@ -23,6 +23,7 @@ from ..core.cache import KeyLocks, image_digest
 from ..errors import ClientError
 from ..io.fetch import fetch_url
 from ..io.images import IMAGE_MAX_BYTES, decode_image
+from ..settings import Settings
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ class TaskImageLoader:
         self._images: OrderedDict[str, LoadedImage] = OrderedDict()
         self._lock = threading.Lock()
         self._downloads = KeyLocks()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TaskImageLoader":
+        return cls(settings.CACHE_DIR / "task-images", settings.fetch_allowed_hosts)
 
     def load(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
         if not isinstance(url, str) or not url:
