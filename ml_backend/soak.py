@@ -307,9 +307,19 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def worker_pids(self) -> list[int]:
-        """The uvicorn workers: children of the server process that hold its listening socket."""
+        """The uvicorn workers: children of the server process that hold its listening socket.
+
+        A child forked to start a worker holds every socket of the server for an instant
+        before it executes the worker program: it has the server's command line then,
+        and it is not a worker yet.
+        """
         owners = set(listening_pids(self.port))
-        return sorted(pid for pid in child_pids(self.process.pid) if pid in owners)
+        server_command = _command_line(self.process.pid)
+        return sorted(
+            pid
+            for pid in child_pids(self.process.pid)
+            if pid in owners and _command_line(pid) not in (server_command, None)
+        )
 
 
 def start_server(
@@ -356,6 +366,13 @@ def start_server(
 # --------------------------------------------------------------------------- memory from /proc
 
 
+def _command_line(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
 def child_pids(pid: int) -> list[int]:
     """Every descendant of ``pid`` (from /proc/<pid>/task/*/children, else a /proc scan)."""
     parents: dict[int, list[int]] = {}
@@ -377,6 +394,25 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def open_files(pid: int) -> list[str]:
+    """What the process's descriptors point at (``socket:[inode]`` for sockets).
+
+    A busy process opens and closes descriptors while we list them: one that is gone
+    by the time we read it is skipped, not taken as the whole process being gone.
+    """
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return []
+    targets = []
+    for descriptor in descriptors:
+        try:
+            targets.append(os.readlink(descriptor))
+        except OSError:
+            continue
+    return targets
+
+
 def listening_pids(port: int) -> list[int]:
     """Processes holding a socket that listens on ``port`` (the parent and workers share it)."""
     inodes = set()
@@ -394,10 +430,7 @@ def listening_pids(port: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            targets = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
-        except OSError:
-            continue
+        targets = open_files(int(entry.name))
         if any(f"socket:[{inode}]" in targets for inode in inodes):
             pids.append(int(entry.name))
     return sorted(pids)

@@ -1,4 +1,6 @@
 import multiprocessing
+import os
+import signal
 import time
 
 import numpy as np
@@ -42,10 +44,10 @@ class FeatureEngine(Engine):
         return Prediction(mask=np.abs(features - reference) < 0.15, score=1.0)
 
 
-def _worker(url: str, image: np.ndarray, positive: np.ndarray) -> None:
-    engine = FeatureEngine(counter_url=url, delay_s=1.0)
-    segmenter = Segmenter(engine, embedding_cache=RedisEmbeddingCache(connect_redis(url), MemoryEmbeddingCache()))
-    segmenter.segment(image, make_prompts(image.shape, positive), refine="none")
+def _worker(url: str, image: np.ndarray, positive: np.ndarray, delay_s: float = 1.0, lease_s: float = 10.0) -> None:
+    engine = FeatureEngine(counter_url=url, delay_s=delay_s)
+    cache = RedisEmbeddingCache(connect_redis(url), MemoryEmbeddingCache(), lock_lease_s=lease_s)
+    Segmenter(engine, embedding_cache=cache).segment(image, make_prompts(image.shape, positive), refine="none")
 
 
 def test_a_second_worker_reuses_the_embedding_from_redis(redis_server):
@@ -68,6 +70,7 @@ def test_a_second_worker_reuses_the_embedding_from_redis(redis_server):
 
 
 def test_two_processes_asked_for_the_same_new_image_compute_it_once(redis_server):
+    redis_server.client().delete("test:embeds")  # the server is shared by this module
     image, mask = disc_scene(seed=7)
     positive, _ = scribbles_for(mask)
     context = multiprocessing.get_context("fork")
@@ -78,6 +81,43 @@ def test_two_processes_asked_for_the_same_new_image_compute_it_once(redis_server
         worker.join(timeout=60)
         assert worker.exitcode == 0
     assert int(redis_server.client().get("test:embeds")) == 1
+
+
+def test_the_lock_is_renewed_while_an_embedding_takes_longer_than_its_lease(redis_server):
+    redis_server.client().delete("test:embeds")  # the server is shared by this module
+    image, mask = disc_scene(seed=8)
+    positive, _ = scribbles_for(mask)
+    context = multiprocessing.get_context("fork")
+    # Each embedding takes four leases: without renewal the second worker would compute too.
+    workers = [context.Process(target=_worker, args=(redis_server.url, image, positive, 2.0, 0.5)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert int(redis_server.client().get("test:embeds")) == 1
+
+
+def test_a_worker_killed_while_embedding_holds_the_others_up_for_one_lease_only(redis_server):
+    redis_server.client().delete("test:embeds")  # the server is shared by this module
+    image, mask = disc_scene(seed=9)
+    positive, negative = scribbles_for(mask)
+    context = multiprocessing.get_context("fork")
+    doomed = context.Process(target=_worker, args=(redis_server.url, image, positive, 60.0, 1.0))
+    doomed.start()
+    deadline = time.monotonic() + 30
+    while redis_server.client().get("test:embeds") is None:  # it holds the lock and is embedding
+        assert time.monotonic() < deadline, "the first worker never started embedding"
+        time.sleep(0.05)
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.join()
+    engine = FeatureEngine()
+    cache = RedisEmbeddingCache(connect_redis(redis_server.url), MemoryEmbeddingCache(), lock_lease_s=1.0)
+    started = time.monotonic()
+    Segmenter(engine, embedding_cache=cache).segment(image, make_prompts(image.shape, positive, negative), refine="none")
+    waited = time.monotonic() - started
+    assert engine.embeds == 1
+    assert waited < 1.0 + 1.0, f"waited {waited:.1f} s for a dead worker's lock (lease 1 s)"
 
 
 def test_rounds_go_on_while_redis_is_down(redis_server):

@@ -3,13 +3,16 @@
 Layered over the process's own LRU: a hit in memory costs nothing, a hit in
 Redis costs a transfer of compressed float16 features. The single-flight lock
 lives in Redis too, so two workers asked for the same new image compute it
-once. Any Redis failure degrades to the process cache for a short while
-instead of failing the round.
+once. That lock is a short lease renewed while its holder computes: a worker
+killed mid-embedding holds up the others for one lease, not for the longest
+embedding we allow. Any Redis failure degrades to the process cache for a
+short while instead of failing the round.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -35,14 +38,16 @@ class RedisEmbeddingCache:
         memory: MemoryEmbeddingCache,
         ttl_seconds: int = 7 * 24 * 3600,
         prefix: str = "scribble:embedding:",
-        lock_timeout_s: float = 300.0,
+        lock_wait_s: float = 300.0,
+        lock_lease_s: float = 5.0,
         retry_after_s: float = 5.0,
     ) -> None:
         self.client = client
         self.memory = memory
         self.ttl_seconds = ttl_seconds
         self.prefix = prefix
-        self.lock_timeout_s = lock_timeout_s
+        self.lock_wait_s = lock_wait_s
+        self.lock_lease_s = lock_lease_s
         self.retry_after_s = retry_after_s
         self._unavailable_until = 0.0
         # Embeddings computed while Redis was away: shared once it is back.
@@ -96,18 +101,41 @@ class RedisEmbeddingCache:
                 yield
                 return
             shared = self.client.lock(
-                self.prefix + "lock:" + key, timeout=self.lock_timeout_s, blocking_timeout=self.lock_timeout_s
+                self.prefix + "lock:" + key,
+                timeout=self.lock_lease_s,
+                blocking_timeout=self.lock_wait_s,
+                thread_local=False,  # the lease is renewed from another thread
             )
             try:
                 acquired = shared.acquire()
             except redis.RedisError as error:
                 self._redis_failed(error)
                 acquired = False
+            if not acquired:
+                yield
+                return
+            released = threading.Event()
+            renewer = threading.Thread(
+                target=self._renew, args=(shared, released), name="embedding-lock-lease", daemon=True
+            )
+            renewer.start()
             try:
                 yield
             finally:
-                if acquired:
-                    try:
-                        shared.release()
-                    except (redis.RedisError, redis.exceptions.LockError) as error:
-                        logger.warning("embedding cache: could not release the Redis lock (%s)", type(error).__name__)
+                released.set()
+                renewer.join()
+                try:
+                    shared.release()
+                except (redis.RedisError, redis.exceptions.LockError) as error:
+                    logger.warning("embedding cache: could not release the Redis lock (%s)", type(error).__name__)
+
+    def _renew(self, shared: "redis.lock.Lock", released: threading.Event) -> None:
+        """Keeps the lease alive while its holder computes; it lapses if the process dies."""
+        while not released.wait(self.lock_lease_s / 3):
+            try:
+                shared.reacquire()
+            except (redis.RedisError, redis.exceptions.LockError) as error:
+                # Lost (Redis restarted, or the lease lapsed): at worst another worker
+                # computes the same embedding too.
+                logger.warning("embedding cache: could not renew the Redis lock (%s)", type(error).__name__)
+                return
