@@ -100,7 +100,8 @@ def bench_engine(engine: Engine, size_name: str, repeats: int, refine: str) -> d
     return {name: round(value, 2) for name, value in figures.items()}
 
 
-def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[Engine]:
+def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[tuple[Engine, bool]]:
+    """(engine, trained) for each engine to time; untrained ones stand in for missing weights."""
     from .engines_factory import create_engine, engine_catalog
 
     if names is None:
@@ -110,11 +111,11 @@ def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[Eng
     engines = []
     for name in names:
         try:
-            engines.append(create_engine(name))
+            engines.append((create_engine(name), True))
         except EngineUnavailable:
             if not random_weights or name not in ("sam", "mobile_sam"):
                 raise
-            engines.append(_untrained(name))
+            engines.append((_untrained(name), False))
     return engines
 
 
@@ -137,8 +138,10 @@ def run_bench(
     random_weights: bool,
     print_line: Callable[[str], None] = print,
 ) -> dict:
-    report: dict = {"engines": {}, "rle": benchmark_rle()}
-    for engine in engines_for_bench(engine_names, random_weights):
+    report: dict = {"engines": {}, "random_weights": [], "rle": benchmark_rle()}
+    for engine, trained in engines_for_bench(engine_names, random_weights):
+        if not trained:
+            report["random_weights"].append(engine.name)
         report["engines"][engine.name] = {}
         for size_name in sizes:
             figures = bench_engine(engine, size_name, repeats, refine)

@@ -150,6 +150,15 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
     report = run_bench(args.engine, args.size, args.repeats, args.refine, args.random_weights)
+    if not args.no_http:
+        from .bench import SIZES
+        from .bench_http import run_http_bench
+
+        # Served engines need their weights here: random-weight stand-ins are in-process only.
+        served = [name for name in report["engines"] if name not in report.get("random_weights", [])]
+        report["http"] = run_http_bench(
+            served, {name: SIZES[name] for name in args.size}, args.http_rounds, args.refine, args.redis_url
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
@@ -218,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--random-weights", action="store_true",
                        help="time sam (vit_b) and mobile_sam with random weights when their checkpoints are missing")
     bench.add_argument("--json", metavar="OUT.json", help="write every figure here")
+    bench.add_argument("--no-http", action="store_true",
+                       help="skip timing /predict through HTTP (1 worker, then 2 workers sharing Redis)")
+    bench.add_argument("--http-rounds", type=int, default=20, metavar="N", help="warm /predict rounds per server")
+    bench.add_argument("--redis-url", metavar="URL",
+                       help="Redis for the two-worker run (default: start redis-server on a free port)")
     bench.set_defaults(handler=_bench)
 
     serve = commands.add_parser("serve", help="run the HTTP server (Label Studio backend and scribble API)")

@@ -315,11 +315,15 @@ class ServerProcess:
         """
         owners = set(listening_pids(self.port))
         server_command = _command_line(self.process.pid)
-        return sorted(
+        workers = sorted(
             pid
             for pid in child_pids(self.process.pid)
             if pid in owners and _command_line(pid) not in (server_command, None)
         )
+        # With one worker uvicorn serves from the server process itself.
+        if not workers and self.process.pid in owners and not child_pids(self.process.pid):
+            return [self.process.pid]
+        return workers
 
 
 def start_server(

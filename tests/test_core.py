@@ -7,7 +7,7 @@ from ml_backend.core.constraints import apply_hard_constraints, keep_prompted_co
 from ml_backend.core.engine import Embedding, Engine, Prediction
 from ml_backend.core.engines.grabcut import GrabCutEngine
 from ml_backend.core.prompts import PromptError, decode_integrated_mask, make_prompts
-from ml_backend.core.refine import boundary_band, edge_refine, feathered_alpha, mask_refine
+from ml_backend.core.refine import band_tiles, boundary_band, edge_refine, feathered_alpha, guided_filter, mask_refine
 from ml_backend.core.segmenter import Segmenter
 
 from .synthetic import disc_scene, iou, scribbles_for
@@ -209,3 +209,42 @@ def test_concurrent_rounds_on_a_new_image_embed_it_once(scene):
         thread.join()
     assert engine.embeds == 1
     assert segmenter.embedding_cache.lock._locks == {}
+
+
+def test_edgerefine_by_tiles_equals_the_filter_over_the_whole_image(scene):
+    image, mask, positive, negative = scene
+    prompts = make_prompts(image.shape, positive, negative)
+    rough = boundary_band(mask, 4) | mask
+    # The reference: one guided filter over the whole image, read in the band.
+    band = boundary_band(rough, 3)
+    whole = guided_filter(image, rough.astype(np.float32), radius=4, eps=1e-3)
+    expected = rough.copy()
+    expected[band] = whole[band] > 0.5
+    expected = apply_hard_constraints(expected, prompts)
+    tiled = edge_refine(image, rough, prompts, max_shift=3)
+    assert np.array_equal(tiled, expected)
+
+
+def test_band_tiles_cover_the_band_once_with_their_halo():
+    band = np.zeros((130, 200), bool)
+    band[40:45, 10:190] = True
+    band[100, 199] = True
+    seen = np.zeros(band.shape, int)
+    for core, extended, inner in band_tiles(band, tile_px=32, halo_px=5):
+        seen[core] += 1
+        assert band[core].any()
+        # the core sits inside the extended tile, with the halo around it where the image allows
+        assert extended[0].start == max(0, core[0].start - 5) and extended[1].stop == min(200, core[1].stop + 5)
+        assert np.array_equal(np.zeros(band.shape)[extended][inner].shape, np.zeros(band.shape)[core].shape)
+    assert (seen[band] == 1).all() and seen.max() == 1
+
+
+def test_maskrefine_on_a_large_image_runs_reduced_and_keeps_full_resolution_edges():
+    image, mask = disc_scene(1800, 2400, seed=2)
+    positive, negative = scribbles_for(mask)
+    prompts = make_prompts(image.shape, positive, negative)
+    rough = boundary_band(mask, 20) | mask
+    refined = mask_refine(image, rough, prompts)
+    assert refined.shape == mask.shape
+    assert iou(refined, mask) > max(0.95, iou(rough, mask) + 0.02)
+    assert not (refined & negative).any() and refined[positive].all()

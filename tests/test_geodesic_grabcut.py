@@ -190,3 +190,28 @@ def test_embedding_of_another_engine_is_refused(engine, scene):
     other = GeodesicGrabCutEngine(working_long_side=200).embed(image)
     with pytest.raises(ValueError):
         engine.predict(other, make_prompts(image.shape, *strokes(truth)))
+
+
+def test_one_search_from_both_seed_sets_agrees_with_two_distance_maps():
+    from scipy.sparse.csgraph import dijkstra
+
+    from ml_backend.core.engines.geodesic_grabcut import geodesic_edge_costs, geodesic_graph, geodesically_nearer
+
+    image, _ = textured_scene(60, 80, seed=3)
+    graph = geodesic_graph(geodesic_edge_costs(image, 1.0))
+    seeds = np.zeros((60, 80), bool)
+    seeds[30, 35:45] = True
+    rivals = np.zeros((60, 80), bool)
+    rivals[0, :] = rivals[:, 0] = True
+    rivals[50:55, 70] = True
+
+    def distance(from_pixels: np.ndarray) -> np.ndarray:
+        return dijkstra(graph, directed=False, indices=np.flatnonzero(from_pixels), min_only=True).reshape(60, 80)
+
+    expected = distance(seeds) < distance(rivals)
+    nearer = geodesically_nearer(graph, seeds, rivals)
+    # Exact ties may go either way; there are none off the seeds in a textured image.
+    assert np.array_equal(nearer, expected)
+    assert nearer[seeds].all() and not nearer[rivals].any()
+    assert not geodesically_nearer(graph, np.zeros_like(seeds), rivals).any()
+    assert geodesically_nearer(graph, seeds, np.zeros_like(rivals)).all()

@@ -4,21 +4,37 @@
 more than ``max_shift`` pixels (stable). ``maskrefine`` runs a second GrabCut
 pass in a band around the first mask's boundary, then ``edgerefine`` (finest,
 may move the boundary further where colours disagree with the first mask).
+
+Both work only on tiles that hold boundary pixels: their cost follows the
+boundary's length, not the image's area. The GrabCut pass fits its colour
+models once, on the band's surroundings at a bounded resolution, and then cuts
+each tile at full resolution with those models frozen; on images larger than
+``MASK_REFINE_LONG_SIDE`` it runs on a reduced copy and ``edgerefine`` brings
+the boundary back to full resolution.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import cv2
 import numpy as np
 
 from .constraints import apply_hard_constraints, keep_prompted_components
-from .engines.grabcut import run_grabcut
 from .prompts import Prompts
 
 RefineOption = Literal["none", "edgerefine", "maskrefine"]
 REFINE_OPTIONS: tuple[str, ...] = ("none", "edgerefine", "maskrefine")
+
+MASK_REFINE_LONG_SIDE = 1280
+# Enough pixels for two 5-component colour models; more only costs time.
+COLOUR_MODEL_PIXELS = 20_000
+# Each GrabCut iteration refits the models to its own cut: the first fit takes the
+# coarse mask's mistakes for samples, later ones drop them.
+MODEL_ITERATIONS = 3
+EDGE_TILE_PX = 48
+GRABCUT_TILE_PX = 96
 
 
 def boundary_band(mask: np.ndarray, width_px: int) -> np.ndarray:
@@ -40,6 +56,33 @@ def _band_crop(band: np.ndarray, margin: int) -> tuple[slice, slice] | None:
     )
 
 
+Tile = tuple[slice, slice]
+
+
+def band_tiles(band: np.ndarray, tile_px: int, halo_px: int) -> Iterator[tuple[Tile, Tile, Tile]]:
+    """(core, extended, core within extended) for each ``tile_px`` square holding band pixels.
+
+    The extended tile adds ``halo_px`` of context on every side, so that a filter
+    or a graph cut sees around the core it writes.
+    """
+    height, width = band.shape
+    rows = -(-height // tile_px)
+    cols = -(-width // tile_px)
+    padded = np.zeros((rows * tile_px, cols * tile_px), bool)
+    padded[:height, :width] = band
+    occupied = padded.reshape(rows, tile_px, cols, tile_px).any(axis=(1, 3))
+    for row, col in zip(*np.nonzero(occupied)):
+        top, left = row * tile_px, col * tile_px
+        bottom, right = min(height, top + tile_px), min(width, left + tile_px)
+        outer_top, outer_left = max(0, top - halo_px), max(0, left - halo_px)
+        outer_bottom, outer_right = min(height, bottom + halo_px), min(width, right + halo_px)
+        yield (
+            (slice(top, bottom), slice(left, right)),
+            (slice(outer_top, outer_bottom), slice(outer_left, outer_right)),
+            (slice(top - outer_top, bottom - outer_top), slice(left - outer_left, right - outer_left)),
+        )
+
+
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
     """Colour guided filter (He et al. 2010): smooths ``source`` while following ``guide``'s edges."""
     guide = guide.astype(np.float32) / 255.0
@@ -53,12 +96,23 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
     mean_source = box(source)
     mean_guide_source = box(guide * source[:, :, None])
     covariance_guide_source = mean_guide_source - mean_guide * mean_source[:, :, None]
-    # Per-pixel 3x3 covariance of the guide, regularised, inverted in closed form.
-    outer = guide[:, :, :, None] * guide[:, :, None, :]
-    variance = box(outer.reshape(*guide.shape[:2], 9)).reshape(*guide.shape[:2], 3, 3)
-    variance -= mean_guide[:, :, :, None] * mean_guide[:, :, None, :]
-    variance += eps * np.eye(3, dtype=np.float32)
-    coefficients = np.linalg.solve(variance, covariance_guide_source[:, :, :, None])[:, :, :, 0]
+    # Per-pixel 3x3 covariance of the guide (symmetric: six distinct entries),
+    # regularised and inverted in closed form by cofactors.
+    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+    products = np.stack([guide[:, :, i] * guide[:, :, j] for i, j in pairs], axis=2)
+    moments = box(products)
+    v00, v01, v02, v11, v12, v22 = (
+        moments[:, :, k] - mean_guide[:, :, i] * mean_guide[:, :, j] + (eps if i == j else 0.0)
+        for k, (i, j) in enumerate(pairs)
+    )
+    c00, c01, c02 = v11 * v22 - v12 * v12, v02 * v12 - v01 * v22, v01 * v12 - v02 * v11
+    c11, c12, c22 = v00 * v22 - v02 * v02, v01 * v02 - v00 * v12, v00 * v11 - v01 * v01
+    determinant = v00 * c00 + v01 * c01 + v02 * c02
+    cov0, cov1, cov2 = (covariance_guide_source[:, :, k] for k in range(3))
+    coefficients = np.stack(
+        [c00 * cov0 + c01 * cov1 + c02 * cov2, c01 * cov0 + c11 * cov1 + c12 * cov2, c02 * cov0 + c12 * cov1 + c22 * cov2],
+        axis=2,
+    ) / determinant[:, :, None]
     offset = mean_source - np.einsum("hwc,hwc->hw", coefficients, mean_guide)
     mean_coefficients = box(coefficients)
     mean_offset = box(offset)
@@ -71,23 +125,41 @@ def edge_refine(image: np.ndarray, mask: np.ndarray, prompts: Prompts, max_shift
     if not mask.any() or mask.all():
         return mask
     band = boundary_band(mask, max_shift)
-    crop = _band_crop(band, margin=4 * max_shift)
-    if crop is None:
-        return mask
-    rows, cols = crop
-    filtered = guided_filter(image[rows, cols], mask[rows, cols].astype(np.float32), radius=max_shift + 1, eps=1e-3)
+    radius = max_shift + 1
+    source = mask.astype(np.float32)
     refined = mask.copy()
-    band_crop = band[rows, cols]
-    # Basic slicing gives a view, so this writes into ``refined``.
-    refined[rows, cols][band_crop] = filtered[band_crop] > 0.5
+    # Two box filters deep: a halo of twice the radius makes each tile's core exact.
+    for core, extended, inner in band_tiles(band, EDGE_TILE_PX, halo_px=2 * radius + 1):
+        filtered = guided_filter(image[extended], source[extended], radius=radius, eps=1e-3)[inner]
+        band_core = band[core]
+        # Basic slicing gives a view, so this writes into ``refined``.
+        refined[core][band_core] = filtered[band_core] > 0.5
     return apply_hard_constraints(refined, prompts)
 
 
-def mask_refine(image: np.ndarray, mask: np.ndarray, prompts: Prompts, iterations: int = 3) -> np.ndarray:
+def mask_refine(image: np.ndarray, mask: np.ndarray, prompts: Prompts) -> np.ndarray:
     """A second GrabCut pass seeded by the first mask, confined to a band around its boundary."""
     mask = mask.astype(bool)
     if not mask.any() or mask.all():
         return mask
+    height, width = mask.shape
+    scale = min(1.0, MASK_REFINE_LONG_SIDE / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        small_mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        # Any-pixel reduction: a thin stroke must survive it.
+        small_negative = cv2.resize(prompts.negative_scribbles.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+        small_positive = cv2.resize(prompts.positive_scribbles.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+        small_refined = _grabcut_in_band(small_image, small_mask, small_positive & ~small_negative, small_negative)
+        refined = cv2.resize(small_refined.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+    else:
+        refined = _grabcut_in_band(image, mask, prompts.positive_scribbles, prompts.negative_scribbles)
+    refined = keep_prompted_components(apply_hard_constraints(refined, prompts), prompts)
+    return edge_refine(image, refined, prompts)
+
+
+def _grabcut_in_band(image: np.ndarray, mask: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
     height, width = mask.shape
     band_px = max(4, int(round(0.01 * np.hypot(height, width))))
     band = boundary_band(mask, band_px)
@@ -95,16 +167,49 @@ def mask_refine(image: np.ndarray, mask: np.ndarray, prompts: Prompts, iteration
     if crop is None:
         return mask
     rows, cols = crop
-    labels = np.where(mask[rows, cols], cv2.GC_FGD, cv2.GC_BGD).astype(np.uint8)
+    inside = mask[rows, cols]
     band_crop = band[rows, cols]
-    labels[band_crop & mask[rows, cols]] = cv2.GC_PR_FGD
-    labels[band_crop & ~mask[rows, cols]] = cv2.GC_PR_BGD
-    labels[prompts.positive_scribbles[rows, cols]] = cv2.GC_FGD
-    labels[prompts.negative_scribbles[rows, cols]] = cv2.GC_BGD
+    labels = np.where(inside, cv2.GC_FGD, cv2.GC_BGD).astype(np.uint8)
+    labels[band_crop & inside] = cv2.GC_PR_FGD
+    labels[band_crop & ~inside] = cv2.GC_PR_BGD
+    labels[positive[rows, cols]] = cv2.GC_FGD
+    labels[negative[rows, cols]] = cv2.GC_BGD
+    object_side = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    # Colour models need samples of both sides; without them there is nothing to separate.
+    if object_side.sum() < 10 or (~object_side).sum() < 10:
+        return mask
+    bgr = np.ascontiguousarray(image[rows, cols, ::-1])
+    background_model, object_model = _colour_models(bgr, labels)
+    result = object_side.copy()
+    for core, extended, inner in band_tiles(band_crop, GRABCUT_TILE_PX, halo_px=band_px):
+        tile_labels = labels[extended].copy()
+        cv2.grabCut(
+            np.ascontiguousarray(bgr[extended]), tile_labels, None,
+            background_model.copy(), object_model.copy(), 1, cv2.GC_EVAL_FREEZE_MODEL,
+        )
+        tile_object = (tile_labels == cv2.GC_FGD) | (tile_labels == cv2.GC_PR_FGD)
+        result[core] = tile_object[inner]
     refined = mask.copy()
-    refined[rows, cols] = run_grabcut(image[rows, cols], labels, iterations)
-    refined = keep_prompted_components(apply_hard_constraints(refined, prompts), prompts)
-    return edge_refine(image, refined, prompts)
+    refined[rows, cols] = result
+    return refined
+
+
+def _colour_models(bgr: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GrabCut's background and object colour models, fitted on at most ``COLOUR_MODEL_PIXELS``
+    by a whole GrabCut run there (its cut is dropped: the tiles cut at full resolution)."""
+    height, width = labels.shape
+    scale = min(1.0, (COLOUR_MODEL_PIXELS / (height * width)) ** 0.5)
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST)
+        labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+    background_model = np.zeros((1, 65), np.float64)
+    object_model = np.zeros((1, 65), np.float64)
+    # The models start from k-means with random centres: seeded, the same request
+    # always gives the same mask.
+    cv2.setRNGSeed(0)
+    cv2.grabCut(np.ascontiguousarray(bgr), labels.copy(), None, background_model, object_model, MODEL_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    return background_model, object_model
 
 
 def refine_mask(image: np.ndarray, mask: np.ndarray, prompts: Prompts, option: str) -> np.ndarray:

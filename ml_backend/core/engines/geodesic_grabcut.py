@@ -87,13 +87,20 @@ def geodesic_graph(costs: np.ndarray) -> csr_matrix:
     return (graph + graph.T).tocsr()
 
 
-def geodesic_distance(graph: csr_matrix, seeds: np.ndarray) -> np.ndarray:
-    """Distance from the nearest seed pixel along the cheapest path; inf without seeds."""
-    seed_indices = np.flatnonzero(seeds)
-    if len(seed_indices) == 0:
-        return np.full(seeds.shape, np.inf)
-    distance = dijkstra(graph, directed=False, indices=seed_indices, min_only=True)
-    return distance.reshape(seeds.shape)
+def geodesically_nearer(graph: csr_matrix, seeds: np.ndarray, rivals: np.ndarray) -> np.ndarray:
+    """Pixels whose nearest seed, along the cheapest path, is one of ``seeds`` rather than ``rivals``.
+
+    One search from both seed sets at once (it tells which seed each pixel is
+    nearest to): half the cost of comparing two distance maps.
+    """
+    if not seeds.any():
+        return np.zeros(seeds.shape, bool)
+    if not rivals.any():
+        return np.ones(seeds.shape, bool)
+    starts = np.flatnonzero(seeds | rivals)
+    _, _, nearest = dijkstra(graph, directed=False, indices=starts, min_only=True, return_predecessors=True)
+    # Unreachable pixels have no nearest seed (negative index): not the seeds'.
+    return ((nearest >= 0) & seeds.ravel()[np.maximum(nearest, 0)]).reshape(seeds.shape)
 
 
 def shrink_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -275,7 +282,7 @@ class GeodesicGrabCutEngine(Engine):
         # nearly always background in a cut-out and keeps the guess from flooding.
         background_seeds = negative | (border_pixels(shape) & ~positive)
         graph = geodesic_graph(geodesic_costs)
-        nearer_object = geodesic_distance(graph, positive) < geodesic_distance(graph, background_seeds)
+        nearer_object = geodesically_nearer(graph, positive, background_seeds & ~positive)
         return nearer_object & ~negative
 
     def _grabcut(
