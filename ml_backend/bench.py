@@ -72,6 +72,7 @@ def _time(function: Callable[[], object], repeats: int) -> tuple[Timing, object]
 
 def bench_engine(engine: Engine, size_name: str, repeats: int, refine: str) -> dict[str, float]:
     height, width = SIZES[size_name]
+    refine = engine.default_refine if refine == "auto" else refine
     image, prompts = bench_scene(height, width)
     png = encode_image(image, "PNG")
     load, _ = _time(lambda: decode_image(png, "ImageUrl"), max(1, repeats // 2))
@@ -97,7 +98,7 @@ def bench_engine(engine: Engine, size_name: str, repeats: int, refine: str) -> d
         "cold_round_ms_p50": cold_round_ms,
         "speedup_vs_recompute": cold_round_ms / max(warm_round.p50, 1e-6),
     }
-    return {name: round(value, 2) for name, value in figures.items()}
+    return {"refine": refine, **{name: round(value, 2) for name, value in figures.items()}}
 
 
 def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[tuple[Engine, bool]]:
@@ -147,7 +148,7 @@ def run_bench(
             figures = bench_engine(engine, size_name, repeats, refine)
             report["engines"][engine.name][size_name] = figures
             print_line(
-                f"{engine.name:<11} {size_name:>9}  embed {figures['embed_ms_p50']:9.1f} ms  "
+                f"{engine.name:<16} {size_name:>9}  {figures['refine']:<10}  embed {figures['embed_ms_p50']:9.1f} ms  "
                 f"decode {figures['predict_ms_p50']:7.1f}  refine {figures['refine_ms_p50']:7.1f}  "
                 f"rle {figures['rle_ms_p50']:6.1f}  warm round p50 {figures['warm_predict_ms_p50']:8.1f} "
                 f"p95 {figures['warm_predict_ms_p95']:8.1f}  x{figures['speedup_vs_recompute']:.1f} vs recompute"

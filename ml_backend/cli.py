@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", nargs="+", default=["640x480", "1024x768", "4096x4096"],
                        choices=["640x480", "1024x768", "4096x4096"])
     bench.add_argument("--repeats", type=int, default=10, help="rounds per stage (p50, p95 over them)")
-    bench.add_argument("--refine", choices=REFINE_OPTIONS, default="maskrefine")
+    bench.add_argument("--refine", choices=("auto", *REFINE_OPTIONS), default="auto",
+                       help="auto: each engine's own (maskrefine for GrabCut engines, edgerefine for the SAM family)")
     bench.add_argument("--random-weights", action="store_true",
                        help="time sam (vit_b) and mobile_sam with random weights when their checkpoints are missing")
     bench.add_argument("--json", metavar="OUT.json", help="write every figure here")

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
 
     # Engines
     ENGINE: str = "geodesic_grabcut"
-    REFINE: Literal["none", "edgerefine", "maskrefine"] = "maskrefine"
+    REFINE: Literal["auto", "none", "edgerefine", "maskrefine"] = "auto"
     MODEL_DIR: Path = PROJECT_ROOT / "models"
     SAM_MODEL_TYPE: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
     SAM_CHECKPOINT: Path | None = None

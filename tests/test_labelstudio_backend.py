@@ -72,7 +72,7 @@ def label_studio_host(scene):
 
 
 def make_client(tmp_path, **overrides) -> TestClient:
-    settings = Settings(RESULT_DIR=tmp_path / "results", CACHE_DIR=tmp_path / "cache", REFINE="none", **overrides)
+    settings = Settings(RESULT_DIR=tmp_path / "results", CACHE_DIR=tmp_path / "cache", **{"REFINE": "none", **overrides})
     return TestClient(create_app(settings), raise_server_exceptions=False)
 
 
@@ -329,3 +329,25 @@ def test_concurrent_rounds_on_a_new_task_image_download_it_once(tmp_path, label_
     assert len({image.key for image in images}) == 1 and images[0].pixels.shape == (HEIGHT, WIDTH, 3)
     assert LabelStudioFiles.seen_paths.count("/data/upload/1/scene.png") == before + 1
     assert list((tmp_path / "images").iterdir()) == []  # no download folders left behind
+
+
+@pytest.mark.parametrize(
+    ("setting", "engine", "expected"),
+    [("auto", "geodesic_grabcut", "maskrefine"), ("auto", "litemedsam", "edgerefine"), ("none", "litemedsam", "none")],
+)
+def test_refine_auto_gives_each_engine_its_own_refinement(tmp_path, label_studio_host, setting, engine, expected):
+    client = make_client(
+        tmp_path, LABEL_STUDIO_URL=label_studio_host, LABEL_STUDIO_API_KEY=TOKEN, ENGINE=engine, REFINE=setting
+    )
+    segmenter = client.app.state.service.segmenter
+    used = []
+    segment = segmenter.segment
+
+    def recording_segment(*args, **kwargs):
+        used.append(kwargs["refine"])
+        return segment(*args, **kwargs)
+
+    segmenter.segment = recording_segment
+    response = client.post("/predict", json=interactive_body(_default_draft(), [_keypoint(100, 80)]))
+    assert response.status_code == 200, response.text
+    assert used == [expected]

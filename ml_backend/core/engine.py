@@ -79,6 +79,8 @@ class Engine(ABC):
 
     #: short name used in settings and the CLI, e.g. "grabcut", "sam"
     name: str = ""
+    #: the refinement a Label Studio round gets unless REFINE says otherwise
+    default_refine: str = "maskrefine"
 
     @property
     @abstractmethod

@@ -81,6 +81,9 @@ def resized_shape(image_shape: tuple[int, int], long_side: int) -> tuple[int, in
 
 
 class SamFamilyEngine(Engine):
+    # The decoder's mask already follows image edges; a GrabCut pass in its band
+    # would cost two to three decoder runs per round for little (see README).
+    default_refine = "edgerefine"
     """The shared embed/predict of the SAM family; use a subclass.
 
     ``model`` is a module with ``image_encoder``, ``prompt_encoder`` and
