@@ -78,7 +78,7 @@ class Scene:
         return int(self.truth.shape[1])
 
 
-def make_scene(width: int, height: int, seed: int) -> Scene:
+def make_scene(width: int, height: int, seed: int, image_format: str = "PNG") -> Scene:
     rng = np.random.default_rng(seed)
     centre = (width * rng.uniform(0.42, 0.58), height * rng.uniform(0.42, 0.58))
     half_axes = (width * rng.uniform(0.18, 0.26), height * rng.uniform(0.18, 0.26))
@@ -92,7 +92,7 @@ def make_scene(width: int, height: int, seed: int) -> Scene:
     image[truth] = rng.uniform(150, 230, 3)
     image += rng.normal(0, 12, image.shape)
     buffer = io.BytesIO()
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buffer, "PNG")
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buffer, image_format)
     return Scene(buffer.getvalue(), truth, centre, half_axes)
 
 

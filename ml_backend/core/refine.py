@@ -124,16 +124,25 @@ def edge_refine(image: np.ndarray, mask: np.ndarray, prompts: Prompts, max_shift
     mask = mask.astype(bool)
     if not mask.any() or mask.all():
         return mask
-    band = boundary_band(mask, max_shift)
     radius = max_shift + 1
-    source = mask.astype(np.float32)
+    halo = 2 * radius + 1  # two box filters deep: each tile's core is then exact
+    # The boundary lies within the mask's bounding box: work in that box, grown by
+    # the band and the filters' reach (so the result is the same), not over the
+    # whole image; every pixel outside it keeps its value.
+    x, y, box_width, box_height = cv2.boundingRect(mask.astype(np.uint8))
+    height, width = mask.shape
+    margin = max_shift + halo + 1
+    rows = slice(max(0, y - margin), min(height, y + box_height + margin))
+    cols = slice(max(0, x - margin), min(width, x + box_width + margin))
+    image, box_mask = image[rows, cols], mask[rows, cols]
+    band = boundary_band(box_mask, max_shift)
     refined = mask.copy()
-    # Two box filters deep: a halo of twice the radius makes each tile's core exact.
-    for core, extended, inner in band_tiles(band, EDGE_TILE_PX, halo_px=2 * radius + 1):
-        filtered = guided_filter(image[extended], source[extended], radius=radius, eps=1e-3)[inner]
+    box_refined = refined[rows, cols]  # a view: writing it writes ``refined``
+    for core, extended, inner in band_tiles(band, EDGE_TILE_PX, halo_px=halo):
+        source = box_mask[extended].astype(np.float32)
+        filtered = guided_filter(image[extended], source, radius=radius, eps=1e-3)[inner]
         band_core = band[core]
-        # Basic slicing gives a view, so this writes into ``refined``.
-        refined[core][band_core] = filtered[band_core] > 0.5
+        box_refined[core][band_core] = filtered[band_core] > 0.5
     return apply_hard_constraints(refined, prompts)
 
 

@@ -47,6 +47,9 @@ MAX_TOUCH_POINTS = 1_000_000
 # in batches of about this many rows, so the rasteriser's scratch memory (some
 # hundred bytes per row) stays bounded whatever the stroke.
 _BATCH_ROWS = 1 << 16
+# Below one painted pixel (counted per segment) in this many of the window's, the
+# stroke's pixels are set one by one rather than by a running sum over the window.
+_SPARSE_WINDOW_SHARE = 8
 # All touches of a value together may paint this many rows, counted per segment (a
 # second or two of work): a draft painted by hand stays far below (a 2000-point
 # stroke with a 300 px brush is 0.6 million), while a few megabytes of points with
@@ -198,7 +201,18 @@ def _stroke_window(points: np.ndarray, diameter: float, height: int, width: int)
         return None
     row0, row1 = int(rows.min()), int(rows.max()) + 1
     column0, column1 = int(first.min()), int(last.max()) + 1
-    stride = column1 - column0 + 1
+    lengths = last - first + 1
+    painted_pixels = int(lengths.sum())
+    window_width = column1 - column0
+    if painted_pixels * _SPARSE_WINDOW_SHARE <= (row1 - row0) * window_width:
+        # A thin stroke across a large box (the image's border): set the intervals'
+        # pixels themselves instead of summing over the whole box.
+        window = np.zeros((row1 - row0, window_width), bool)
+        starts_flat = (rows - row0) * window_width + first - column0
+        offsets = np.arange(painted_pixels) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        window.ravel()[np.repeat(starts_flat, lengths) + offsets] = True
+        return slice(row0, row1), slice(column0, column1), window
+    stride = window_width + 1
     size = (row1 - row0) * stride
     base = (rows - row0) * stride - column0
     change = np.bincount(base + first, minlength=size) - np.bincount(base + last + 1, minlength=size)

@@ -14,6 +14,10 @@ from ..settings import get_settings
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> int:
     settings = get_settings()
     workers = workers or settings.WORKERS
+    # Workers read their settings afresh: they share the cores by the real count
+    # (TORCH_THREADS), not by the configured one that --workers overrode.
+    os.environ["WORKERS"] = str(workers)
+    get_settings.cache_clear()  # one worker serves from this process
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Workers are forked after this, so they all write their metrics here.
         metrics_dir = tempfile.mkdtemp(prefix="scribble-metrics-")
