@@ -69,33 +69,30 @@ def test_a_second_worker_reuses_the_embedding_from_redis(redis_server):
     assert len(stored) < image.shape[0] * image.shape[1] * 2  # compressed float16
 
 
-def test_two_processes_asked_for_the_same_new_image_compute_it_once(redis_server):
+def _embeds_by_two_processes(redis_server, seed: int, delay_s: float = 1.0, lease_s: float = 10.0) -> int:
+    """Two worker processes segment the same new image at once; returns how many embedded it."""
     redis_server.client().delete("test:embeds")  # the server is shared by this module
-    image, mask = disc_scene(seed=7)
+    image, mask = disc_scene(seed=seed)
     positive, _ = scribbles_for(mask)
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_worker, args=(redis_server.url, image, positive)) for _ in range(2)]
+    workers = [
+        context.Process(target=_worker, args=(redis_server.url, image, positive, delay_s, lease_s)) for _ in range(2)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=60)
         assert worker.exitcode == 0
-    assert int(redis_server.client().get("test:embeds")) == 1
+    return int(redis_server.client().get("test:embeds"))
+
+
+def test_two_processes_asked_for_the_same_new_image_compute_it_once(redis_server):
+    assert _embeds_by_two_processes(redis_server, seed=7) == 1
 
 
 def test_the_lock_is_renewed_while_an_embedding_takes_longer_than_its_lease(redis_server):
-    redis_server.client().delete("test:embeds")  # the server is shared by this module
-    image, mask = disc_scene(seed=8)
-    positive, _ = scribbles_for(mask)
-    context = multiprocessing.get_context("fork")
     # Each embedding takes four leases: without renewal the second worker would compute too.
-    workers = [context.Process(target=_worker, args=(redis_server.url, image, positive, 2.0, 0.5)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
-    assert int(redis_server.client().get("test:embeds")) == 1
+    assert _embeds_by_two_processes(redis_server, seed=8, delay_s=2.0, lease_s=0.5) == 1
 
 
 def test_a_worker_killed_while_embedding_holds_the_others_up_for_one_lease_only(redis_server):
