@@ -115,6 +115,10 @@ class SamFamilyEngine(Engine):
         pixel_std = getattr(model, "pixel_std", torch.tensor([58.395, 57.12, 57.375]))
         self._pixel_mean = np.asarray(pixel_mean.detach().cpu(), np.float32).reshape(1, 1, 3)
         self._pixel_std = np.asarray(pixel_std.detach().cpu(), np.float32).reshape(1, 1, 3)
+        # The positional encoding of the embedding grid depends on the weights only:
+        # computed once here, not by every round's decoder call.
+        with torch.inference_mode():
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
 
     @property
     def identity(self) -> str:
@@ -190,7 +194,7 @@ class SamFamilyEngine(Engine):
             sparse, dense = self.model.prompt_encoder(points=point_input, boxes=box_input, masks=mask_input)
             low_res_logits, scores = self.model.mask_decoder(
                 image_embeddings=features,
-                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                image_pe=self._dense_pe,
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
                 multimask_output=sam_prompts.multimask,
