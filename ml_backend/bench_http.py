@@ -106,7 +106,8 @@ def _rounds(server: soak.ServerProcess, scene: soak.Scene, image_path: str, roun
             cold_ms = elapsed_ms
         else:
             samples.append(elapsed_ms)
-    rss = sum(soak.rss_bytes(pid) for pid in [server.process.pid, *server.worker_pids()])
+    # With one worker uvicorn serves from the server process itself: count it once.
+    rss = sum(soak.rss_bytes(pid) for pid in {server.process.pid, *server.worker_pids()})
     return {
         "cold_predict_ms": round(cold_ms, 1),
         "warm_predict_ms_p50": round(statistics.median(samples), 1),
