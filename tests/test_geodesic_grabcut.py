@@ -215,3 +215,22 @@ def test_one_search_from_both_seed_sets_agrees_with_two_distance_maps():
     assert nearer[seeds].all() and not nearer[rivals].any()
     assert not geodesically_nearer(graph, np.zeros_like(seeds), rivals).any()
     assert geodesically_nearer(graph, seeds, np.zeros_like(rivals)).all()
+
+
+def test_a_lone_positive_stroke_starts_grabcut_from_its_surroundings_not_its_geodesic_reach():
+    image, mask = textured_scene(seed=1)
+    engine = GeodesicGrabCutEngine()
+    embedding = engine.embed(image)
+    costs = embedding.arrays["geodesic_costs"]
+    shape = costs.shape[1:]
+    positive = np.zeros(shape, bool)
+    positive[shape[0] // 2, shape[1] // 2 - 20 : shape[1] // 2 + 20] = True
+    negative = np.zeros(shape, bool)
+    alone = engine._geodesic_first_guess(costs, positive, negative, None, shape)
+    radius = round(engine.lone_stroke_reach * np.hypot(*shape))
+    distance_to_stroke = cv2.distanceTransform((~positive).astype(np.uint8), cv2.DIST_L2, 5)
+    assert alone[positive].all() and not (alone & (distance_to_stroke > radius + 1)).any()
+    # With a negative stroke the background is known: the geodesic reach is kept whole.
+    negative[5, 5:40] = True
+    guided = engine._geodesic_first_guess(costs, positive, negative, None, shape)
+    assert (guided & (distance_to_stroke > radius + 1)).sum() > 10 * alone.sum()
