@@ -69,22 +69,15 @@ def time_predict_rounds(
     # JPEG, as photos come: this noisy scene as PNG would pass the upload limit at 4096x4096.
     scene = soak.make_scene(width, height, seed=0, image_format="JPEG")
     token = secrets.token_hex(16)
-    directory = Path(tempfile.mkdtemp(prefix="scribble-bench-http-"))
-    try:
-        with soak.LabelStudioImages([scene], token) as images:
-            environment = {
-                "ENGINE": engine, "REFINE": refine, "LABEL_STUDIO_URL": images.url, "LABEL_STUDIO_API_KEY": token,
-                "RESULT_SIGNING_KEY": "bench-only-key-" + token,
-            }
-            if redis_url:
-                environment["REDIS_URL"] = redis_url
-            server = soak.start_server(workers, environment, directory)
-            try:
-                return _rounds(server, scene, images.path(0), rounds)
-            finally:
-                server.stop()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with soak.LabelStudioImages([scene], token) as images:
+        environment = {
+            "ENGINE": engine, "REFINE": refine, "LABEL_STUDIO_URL": images.url, "LABEL_STUDIO_API_KEY": token,
+            "RESULT_SIGNING_KEY": "bench-only-key-" + token,
+        }
+        if redis_url:
+            environment["REDIS_URL"] = redis_url
+        with soak.running_server(workers, environment, prefix="scribble-bench-http-") as server:
+            return _rounds(server, scene, images.path(0), rounds)
 
 
 def _rounds(server: soak.ServerProcess, scene: soak.Scene, image_path: str, rounds: int) -> dict[str, float]:

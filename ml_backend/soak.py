@@ -367,6 +367,20 @@ def start_server(
     raise RuntimeError(f"scribble-seg serve did not answer /health within {timeout_s:g} s:\n{server.log()[-3000:]}")
 
 
+@contextmanager
+def running_server(workers: int, environment: dict[str, str], prefix: str) -> Iterator[ServerProcess]:
+    """``start_server`` in a temporary folder of its own; stopped and removed on leaving."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        server = start_server(workers, environment, directory)
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- memory from /proc
 
 
@@ -716,15 +730,10 @@ def format_report(report: SoakReport) -> str:
 @contextmanager
 def soak_server(workers: int, images_port: int, token: str, extra_env: dict[str, str]) -> Iterator[ServerProcess]:
     """A ``scribble-seg serve`` of our own, reading images from the stand-in on ``images_port``."""
-    directory = Path(tempfile.mkdtemp(prefix="scribble-soak-"))
     environment = {"LABEL_STUDIO_URL": f"http://{LOOPBACK_HOST}:{images_port}", "LABEL_STUDIO_API_KEY": token}
     environment.update(extra_env)
-    server = start_server(workers, environment, directory)
-    try:
+    with running_server(workers, environment, prefix="scribble-soak-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- command line

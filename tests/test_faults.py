@@ -120,8 +120,7 @@ class Deployment:
 def deployment(restartable_redis: RestartableRedis) -> Iterator[Deployment]:
     token = secrets.token_hex(16)
     scenes = [soak.make_scene(SCENE_WIDTH, SCENE_HEIGHT, seed=index) for index in range(16)]
-    directory = Path(tempfile.mkdtemp(prefix="test-faults-"))
-    with soak.LabelStudioImages(scenes, token) as images:
+    with soak.LabelStudioImages(scenes, token) as images, contextlib.ExitStack() as stack:
         environment = {
             "REDIS_URL": restartable_redis.url,
             "LABEL_STUDIO_URL": images.url,
@@ -130,15 +129,10 @@ def deployment(restartable_redis: RestartableRedis) -> Iterator[Deployment]:
             "RESULT_SIGNING_KEY": "",
         }
         try:
-            server = soak.start_server(WORKERS, environment, directory)
+            server = stack.enter_context(soak.running_server(WORKERS, environment, prefix="test-faults-"))
         except RuntimeError as error:
-            shutil.rmtree(directory, ignore_errors=True)
             pytest.fail(f"cannot start scribble-seg serve: {error}")
-        try:
-            yield Deployment(server, images, scenes, restartable_redis)
-        finally:
-            server.stop()
-            shutil.rmtree(directory, ignore_errors=True)
+        yield Deployment(server, images, scenes, restartable_redis)
 
 
 # ------------------------------------------------------------------ load in the background

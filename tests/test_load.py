@@ -8,10 +8,9 @@ version is `scribble-seg soak --annotators 16 --rounds 10 --workers 2 --duration
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,6 @@ RSS_GROWTH_LIMIT_MB = 400
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[soak.ServerProcess, int, str]]:
-    directory = Path(tempfile.mkdtemp(prefix="test-load-"))
     images_port, token = soak.free_port(), secrets.token_hex(16)
     environment = {
         "LABEL_STUDIO_URL": f"http://127.0.0.1:{images_port}",
@@ -36,16 +34,12 @@ def served() -> Iterator[tuple[soak.ServerProcess, int, str]]:
         "REFINE": "none",
         "REDIS_URL": "",
     }
-    try:
-        server = soak.start_server(WORKERS, environment, directory)
-    except RuntimeError as error:
-        shutil.rmtree(directory, ignore_errors=True)
-        pytest.fail(f"cannot start scribble-seg serve: {error}")
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(soak.running_server(WORKERS, environment, prefix="test-load-"))
+        except RuntimeError as error:
+            pytest.fail(f"cannot start scribble-seg serve: {error}")
         yield server, images_port, token
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def soak_main(argv: list[str]) -> int:
