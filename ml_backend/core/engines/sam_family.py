@@ -24,6 +24,7 @@ from torch import nn
 from ..engine import Embedding, Engine, EngineUnavailable, Prediction
 from ..prompts import Prompts
 from ..stroke_prompts import LOW_RES_MASK_SIZE, SamPrompts, sam_prompts_from
+from .sam_decoder import FastMaskDecoder
 
 SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
 
@@ -119,6 +120,7 @@ class SamFamilyEngine(Engine):
         # computed once here, not by every round's decoder call.
         with torch.inference_mode():
             self._dense_pe = self.model.prompt_encoder.get_dense_pe()
+            self._decoder = FastMaskDecoder(self.model.mask_decoder, self._dense_pe)
 
     @property
     def identity(self) -> str:
@@ -192,15 +194,7 @@ class SamFamilyEngine(Engine):
             if sam_prompts.mask_input is not None:
                 mask_input = torch.from_numpy(sam_prompts.mask_input[None]).to(self.device)
             sparse, dense = self.model.prompt_encoder(points=point_input, boxes=box_input, masks=mask_input)
-            low_res_logits, scores = self.model.mask_decoder(
-                image_embeddings=features,
-                image_pe=self._dense_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=sam_prompts.multimask,
-            )
-            best = int(torch.argmax(scores[0]))
-            chosen_logits = low_res_logits[:, best : best + 1]
+            chosen_logits, score = self._decoder(features, sparse, dense, sam_prompts.multimask)
             size = self.input_spec.size
             upsampled = F.interpolate(chosen_logits, (size, size), mode="bilinear", align_corners=False)
             upsampled = upsampled[0, 0, :new_height, :new_width].float().cpu().numpy()
@@ -210,7 +204,7 @@ class SamFamilyEngine(Engine):
             logits = chosen_logits[0].float().cpu().numpy()
         if logits.shape != (1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE):
             logits = None
-        return Prediction(mask=mask, score=float(scores[0, best]), logits=logits)
+        return Prediction(mask=mask, score=float(score), logits=logits)
 
 
 class SamEngine(SamFamilyEngine):
