@@ -192,6 +192,15 @@ def test_embedding_of_another_engine_is_refused(engine, scene):
         engine.predict(other, make_prompts(image.shape, *strokes(truth)))
 
 
+def test_engines_that_differ_only_in_decoding_share_embeddings(engine, scene):
+    image, truth = scene
+    decoding_only = GeodesicGrabCutEngine(iterations=engine.iterations + 2, lone_stroke_reach=0.05)
+    assert decoding_only.identity == engine.identity
+    shared = engine.embed(image)
+    decoding_only.predict(shared, make_prompts(image.shape, *strokes(truth)))
+    assert GeodesicGrabCutEngine(geodesic_colour_weight=0.7).identity != engine.identity
+
+
 def test_one_search_from_both_seed_sets_agrees_with_two_distance_maps():
     from scipy.sparse.csgraph import dijkstra
 

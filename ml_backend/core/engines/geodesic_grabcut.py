@@ -47,6 +47,9 @@ def geodesic_edge_costs(rgb: np.ndarray, colour_weight: float) -> np.ndarray:
     """Cost of each step to the half-neighbourhood: length x (1 + colour_weight x Lab change).
 
     Shape (4, H, W); steps leaving the image cost nothing and are never used.
+    The engine's weight, 0.1, lets distance count as well as colour: textured
+    objects are not split along their own edges (GrabCut set 1, round 1: 0.844 at
+    1.0, 0.849 at 0.5, 0.856-0.860 from 0.05 to 0.3; set 2 0.924-0.931 throughout).
     """
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
     # A light blur keeps JPEG noise and fine texture from walling off regions.
@@ -195,7 +198,7 @@ class GeodesicGrabCutEngine(Engine):
         self,
         working_long_side: int = 320,
         iterations: int = 3,
-        geodesic_colour_weight: float = 1.0,
+        geodesic_colour_weight: float = 0.1,
         lone_stroke_reach: float = 0.01,
     ) -> None:
         self.working_long_side = working_long_side
@@ -205,10 +208,9 @@ class GeodesicGrabCutEngine(Engine):
 
     @property
     def identity(self) -> str:
-        return (
-            f"geodesic_grabcut/v1/s{self.working_long_side}/i{self.iterations}"
-            f"/g{self.geodesic_colour_weight:g}/r{self.lone_stroke_reach:g}"
-        )
+        # Only what shapes the embedding: engines that differ in how they decode
+        # share cached embeddings.
+        return f"geodesic_grabcut/v2/s{self.working_long_side}/g{self.geodesic_colour_weight:g}"
 
     def working_shape(self, height: int, width: int) -> tuple[int, int]:
         scale = min(1.0, self.working_long_side / max(height, width))

@@ -75,7 +75,8 @@ class GrabCutEngine(Engine):
 
     @property
     def identity(self) -> str:
-        return f"grabcut/i{self.iterations}/b{self.band_px}"
+        # The embedding is the image itself: no parameter shapes it.
+        return "grabcut/v2"
 
     def embed(self, image: np.ndarray) -> Embedding:
         # GrabCut has no learnt features: the image itself is its embedding.

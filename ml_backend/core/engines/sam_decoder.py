@@ -123,14 +123,14 @@ def _as_pixel_product(convolution: nn.ConvTranspose2d) -> tuple[Tensor, Tensor, 
     return weight, bias, out_channels
 
 
-def _head_slices(attention: nn.Module) -> tuple[int, int]:
+def _head_shape(attention: nn.Module) -> tuple[int, int]:
     heads = attention.num_heads
     return heads, attention.internal_dim // heads
 
 
 def _tokens_to_image(attention: nn.Module, queries: Tensor, image_keys: Tensor, image_values: Tensor) -> Tensor:
     """``attention(q=queries, k=image_keys, v=image_values)`` for a few query tokens against the image."""
-    heads, head_dim = _head_slices(attention)
+    heads, head_dim = _head_shape(attention)
     token_count = queries.shape[0]
     projected = attention.q_proj(queries) / math.sqrt(head_dim)  # tokens x internal
     key_weight = attention.k_proj.weight.view(heads, head_dim, -1)  # heads x d x C
@@ -147,7 +147,7 @@ def _tokens_to_image(attention: nn.Module, queries: Tensor, image_keys: Tensor, 
 
 def _image_to_tokens(attention: nn.Module, image_queries: Tensor, token_keys: Tensor, token_values: Tensor) -> Tensor:
     """``attention(q=image_queries, k=token_keys, v=token_values)``: every image token against a few tokens."""
-    heads, head_dim = _head_slices(attention)
+    heads, head_dim = _head_shape(attention)
     token_count = token_keys.shape[0]
     keys = attention.k_proj(token_keys).view(token_count, heads, head_dim) / math.sqrt(head_dim)
     query_weight = attention.q_proj.weight.view(heads, head_dim, -1)  # heads x d x C
