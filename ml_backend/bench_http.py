@@ -12,50 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import numpy as np
 
 from . import soak
-
-REDIS_START_TIMEOUT_S = 10.0
-
-
-@contextlib.contextmanager
-def local_redis(directory: Path) -> Iterator[str]:
-    """A throwaway ``redis-server`` on a free loopback port; yields its URL."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        raise RuntimeError("redis-server is not on PATH (apt-get install redis-server), or pass --redis-url")
-    port = soak.free_port()
-    command = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(directory)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
-        while True:
-            with contextlib.suppress(OSError):
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
-        if process.poll() is None:
-            process.kill()
-
+from .redis_process import running_redis_server
 
 def _percentile(samples: list[float], share: float) -> float:
     ordered = sorted(samples)
@@ -149,7 +114,7 @@ def run_http_bench(
     report: dict = {}
     with contextlib.ExitStack() as stack:
         if redis_url is None:
-            redis_url = stack.enter_context(local_redis(Path(stack.enter_context(tempfile.TemporaryDirectory()))))
+            redis_url = stack.enter_context(running_redis_server()).url
         for engine_name in engine_names:
             report[engine_name] = {}
             for size_name, (height, width) in sizes.items():

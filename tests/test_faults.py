@@ -32,9 +32,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from ml_backend import soak
+from ml_backend.redis_process import redis_executable, server_command, stop_process, wait_until_ready
 from ml_backend.server.app import create_app
 from ml_backend.settings import Settings
-from tests.support.redis_server import HOST, _executable, _free_port, _stop, _wait_until_ready
+from ml_backend.soak import LOOPBACK_HOST as HOST
+from ml_backend.soak import free_port
 from tests.synthetic import disc_scene, scribbles_for
 
 WORKERS = 2
@@ -54,7 +56,7 @@ class RestartableRedis:
     """A redis-server on a fixed loopback port that can be stopped and started again there."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="test-faults-redis-"))
         self.process: subprocess.Popen | None = None
 
@@ -63,20 +65,17 @@ class RestartableRedis:
         return f"redis://{HOST}:{self.port}/0"
 
     def start(self) -> None:
-        command = [
-            _executable(), "--port", str(self.port), "--bind", HOST, "--dir", str(self.directory),
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--logfile", str(self.directory / "redis.log"),
-        ]
+        command = server_command(redis_executable(), self.port, self.directory)
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not _wait_until_ready(self.process, self.port):
-            _stop(self.process)
-            log = (self.directory / "redis.log").read_text(errors="replace")[-1000:]
+        if not wait_until_ready(self.process, self.port):
+            stop_process(self.process)
+            log_path = self.directory / f"redis-{self.port}.log"
+            log = log_path.read_text(errors="replace")[-1000:] if log_path.exists() else ""
             raise RuntimeError(f"redis-server did not start on port {self.port}: {log}")
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop(self.process)
+            stop_process(self.process)
 
     def client(self) -> redis.Redis:
         return redis.Redis(host=HOST, port=self.port, socket_timeout=5)
