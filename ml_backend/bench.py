@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .core.engine import Engine, EngineUnavailable
+from .core.engine import Embedding, Engine, EngineUnavailable
 from .core.prompts import Prompts, make_prompts
 from .core.refine import refine_mask
 from .core.segmenter import Segmenter
@@ -102,7 +102,37 @@ def bench_engine(engine: Engine, size_name: str, repeats: int, refine: str) -> d
         "cold_round_ms_p50": cold_round_ms,
         "speedup_vs_recompute": cold_round_ms / max(warm_round.p50, 1e-6),
     }
+    figures.update(time_decoders(engine, embedding, prompts, repeats))
     return {"refine": refine, **{name: round(value, 2) for name, value in figures.items()}}
+
+
+def time_decoders(engine: Engine, embedding: Embedding, prompts: Prompts, repeats: int) -> dict[str, float]:
+    """For a SAM-family engine: segment-anything's MaskDecoder against the engine's, same inputs."""
+    from .core.engines.sam_family import SamFamilyEngine
+
+    if not isinstance(engine, SamFamilyEngine):
+        return {}
+    import torch
+
+    inputs = engine.decoder_inputs(embedding, prompts)
+    if inputs is None:
+        return {}
+    features, sparse, dense, multimask = inputs
+    with torch.inference_mode():
+        image_pe = engine.model.prompt_encoder.get_dense_pe()
+        reference, _ = _time(
+            lambda: engine.model.mask_decoder(
+                image_embeddings=features, image_pe=image_pe, sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense, multimask_output=multimask,
+            ),
+            repeats,
+        )
+        ours, _ = _time(lambda: engine.decoder(features, sparse, dense, multimask), repeats)
+    return {
+        "mask_decoder_ms_p50": reference.p50,
+        "engine_decoder_ms_p50": ours.p50,
+        "decoder_speedup": reference.p50 / max(ours.p50, 1e-6),
+    }
 
 
 def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[tuple[Engine, bool]]:
@@ -157,6 +187,11 @@ def run_bench(
                 f"rle {figures['rle_ms_p50']:6.1f}  warm round p50 {figures['warm_predict_ms_p50']:8.1f} "
                 f"p95 {figures['warm_predict_ms_p95']:8.1f}  x{figures['speedup_vs_recompute']:.1f} vs recompute"
             )
+            if "decoder_speedup" in figures:
+                print_line(
+                    f"{engine.name:<16} {size_name:>9}  mask decoder: segment-anything's {figures['mask_decoder_ms_p50']:.1f} ms, "
+                    f"ours {figures['engine_decoder_ms_p50']:.1f} ms  x{figures['decoder_speedup']:.2f}"
+                )
     rle = report["rle"]
     print_line(f"rle (noisy 1024x768): {json.dumps(rle)}")
     return report

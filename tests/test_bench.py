@@ -27,3 +27,17 @@ def test_bench_times_each_stage_and_the_http_round_with_one_and_two_workers(tmp_
     printed = capsys.readouterr().out
     assert "2 workers + Redis" in printed and "read from Redis" in printed
     assert report["rle"]["identical"] is True
+
+
+def test_bench_times_segment_anythings_mask_decoder_against_the_engines_on_the_same_inputs():
+    from ml_backend.bench import bench_engine
+    from ml_backend.core.engines.sam_family import load_litemedsam
+
+    figures = bench_engine(load_litemedsam(), "640x480", repeats=2, refine="auto")
+    assert figures["mask_decoder_ms_p50"] > 0 and figures["engine_decoder_ms_p50"] > 0
+    ratio = figures["mask_decoder_ms_p50"] / figures["engine_decoder_ms_p50"]
+    assert abs(figures["decoder_speedup"] - ratio) <= 0.02 * ratio
+    # Engines without a SAM decoder report no such figures.
+    from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine
+
+    assert "decoder_speedup" not in bench_engine(GeodesicGrabCutEngine(), "640x480", repeats=1, refine="none")

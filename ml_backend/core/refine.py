@@ -33,6 +33,8 @@ COLOUR_MODEL_PIXELS = 20_000
 # Each GrabCut iteration refits the models to its own cut: the first fit takes the
 # coarse mask's mistakes for samples, later ones drop them.
 MODEL_ITERATIONS = 3
+# Half-width of the band the second GrabCut pass may change, as a share of the diagonal.
+MASK_REFINE_BAND_SHARE = 0.01
 EDGE_TILE_PX = 48
 GRABCUT_TILE_PX = 96
 
@@ -170,7 +172,7 @@ def mask_refine(image: np.ndarray, mask: np.ndarray, prompts: Prompts) -> np.nda
 
 def _grabcut_in_band(image: np.ndarray, mask: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
     height, width = mask.shape
-    band_px = max(4, int(round(0.01 * np.hypot(height, width))))
+    band_px = max(4, int(round(MASK_REFINE_BAND_SHARE * np.hypot(height, width))))
     band = boundary_band(mask, band_px)
     crop = _band_crop(band, margin=2 * band_px)
     if crop is None:

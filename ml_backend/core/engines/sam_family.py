@@ -120,7 +120,8 @@ class SamFamilyEngine(Engine):
         # computed once here, not by every round's decoder call.
         with torch.inference_mode():
             self._dense_pe = self.model.prompt_encoder.get_dense_pe()
-            self._decoder = FastMaskDecoder(self.model.mask_decoder, self._dense_pe)
+            # segment-anything's MaskDecoder rearranged for one prompt set: same masks, half the time.
+            self.decoder = FastMaskDecoder(self.model.mask_decoder, self._dense_pe)
 
     @property
     def identity(self) -> str:
@@ -170,14 +171,36 @@ class SamFamilyEngine(Engine):
     def predict(self, embedding: Embedding, prompts: Prompts) -> Prediction:
         self.check_embedding(embedding, prompts)
         height, width = embedding.image_shape
-        sam_prompts = self.sam_prompts(prompts)
-        if not sam_prompts.has_positive_prompt:
+        decoder_inputs = self.decoder_inputs(embedding, prompts)
+        if decoder_inputs is None:
             # Only "not here" marks: nothing says where the object is, and SAM
             # given negatives alone returns noise.
             return Prediction(mask=np.zeros((height, width), bool), score=0.0, logits=None)
         new_height, new_width = (int(v) for v in embedding.arrays["input_size"])
-        scale = np.array([new_width / width, new_height / height], np.float32)
+        with torch.inference_mode():
+            chosen_logits, score = self.decoder(*decoder_inputs)
+            size = self.input_spec.size
+            upsampled = F.interpolate(chosen_logits, (size, size), mode="bilinear", align_corners=False)
+            upsampled = upsampled[0, 0, :new_height, :new_width].float().cpu().numpy()
+            # The same bilinear resize (half-pixel centres) as torch's, several times
+            # faster on large images; the mask is all that is kept at full size.
+            mask = cv2.resize(upsampled, (width, height), interpolation=cv2.INTER_LINEAR) > 0.0
+            logits = chosen_logits[0].float().cpu().numpy()
+        if logits.shape != (1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE):
+            logits = None
+        return Prediction(mask=mask, score=float(score), logits=logits)
 
+    def decoder_inputs(
+        self, embedding: Embedding, prompts: Prompts
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool] | None:
+        """(image embedding, sparse and dense prompt embeddings, multimask) for the mask
+        decoder; None when the prompts hold nothing positive."""
+        height, width = embedding.image_shape
+        sam_prompts = self.sam_prompts(prompts)
+        if not sam_prompts.has_positive_prompt:
+            return None
+        new_height, new_width = (int(v) for v in embedding.arrays["input_size"])
+        scale = np.array([new_width / width, new_height / height], np.float32)
         with torch.inference_mode():
             features = torch.from_numpy(np.ascontiguousarray(embedding.arrays["features"], np.float32))
             features = features.to(self.device)
@@ -194,17 +217,7 @@ class SamFamilyEngine(Engine):
             if sam_prompts.mask_input is not None:
                 mask_input = torch.from_numpy(sam_prompts.mask_input[None]).to(self.device)
             sparse, dense = self.model.prompt_encoder(points=point_input, boxes=box_input, masks=mask_input)
-            chosen_logits, score = self._decoder(features, sparse, dense, sam_prompts.multimask)
-            size = self.input_spec.size
-            upsampled = F.interpolate(chosen_logits, (size, size), mode="bilinear", align_corners=False)
-            upsampled = upsampled[0, 0, :new_height, :new_width].float().cpu().numpy()
-            # The same bilinear resize (half-pixel centres) as torch's, several times
-            # faster on large images; the mask is all that is kept at full size.
-            mask = cv2.resize(upsampled, (width, height), interpolation=cv2.INTER_LINEAR) > 0.0
-            logits = chosen_logits[0].float().cpu().numpy()
-        if logits.shape != (1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE):
-            logits = None
-        return Prediction(mask=mask, score=float(score), logits=logits)
+        return features, sparse, dense, sam_prompts.multimask
 
 
 class SamEngine(SamFamilyEngine):
