@@ -40,12 +40,12 @@ class FastMaskDecoder:
         self.final_attention = transformer.final_attn_token_to_image
         self.final_norm = transformer.norm_final_attn
         # The positional encoding is fixed by the weights: flattened to tokens once.
-        self.image_pe_tokens = image_pe[0].flatten(1).t().contiguous()
+        self.image_pe_tokens = image_pe[0].detach().flatten(1).t().contiguous()
         upscaling = mask_decoder.output_upscaling
         first_conv, self.upscale_norm, self.first_activation, second_conv, self.second_activation = upscaling
         self.first_weight, self.first_bias, self.first_channels = _as_pixel_product(first_conv)
         self.second_weight, self.second_bias, self.second_channels = _as_pixel_product(second_conv)
-        self.output_tokens = torch.cat([mask_decoder.iou_token.weight, mask_decoder.mask_tokens.weight], dim=0)
+        self.output_tokens = torch.cat([mask_decoder.iou_token.weight, mask_decoder.mask_tokens.weight]).detach()
 
     def __call__(
         self,
@@ -118,8 +118,8 @@ def _as_pixel_product(convolution: nn.ConvTranspose2d) -> tuple[Tensor, Tensor, 
     if tuple(convolution.kernel_size) != (2, 2) or tuple(convolution.stride) != (2, 2):
         raise ValueError("output upscaling: expected 2x2 stride-2 transposed convolutions")
     in_channels, out_channels = convolution.weight.shape[:2]
-    weight = convolution.weight.permute(0, 2, 3, 1).reshape(in_channels, 4 * out_channels).contiguous()
-    bias = convolution.bias.repeat(4).contiguous()
+    weight = convolution.weight.detach().permute(0, 2, 3, 1).reshape(in_channels, 4 * out_channels).contiguous()
+    bias = convolution.bias.detach().repeat(4).contiguous()
     return weight, bias, out_channels
 
 

@@ -116,12 +116,11 @@ class SamFamilyEngine(Engine):
         pixel_std = getattr(model, "pixel_std", torch.tensor([58.395, 57.12, 57.375]))
         self._pixel_mean = np.asarray(pixel_mean.detach().cpu(), np.float32).reshape(1, 1, 3)
         self._pixel_std = np.asarray(pixel_std.detach().cpu(), np.float32).reshape(1, 1, 3)
-        # The positional encoding of the embedding grid depends on the weights only:
-        # computed once here, not by every round's decoder call.
+        # segment-anything's MaskDecoder rearranged for one prompt set: same masks, half
+        # the time. The grid's positional encoding depends on the weights only: computed
+        # once here, not by every round.
         with torch.inference_mode():
-            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
-            # segment-anything's MaskDecoder rearranged for one prompt set: same masks, half the time.
-            self.decoder = FastMaskDecoder(self.model.mask_decoder, self._dense_pe)
+            self.decoder = FastMaskDecoder(self.model.mask_decoder, self.model.prompt_encoder.get_dense_pe())
 
     @property
     def identity(self) -> str:
