@@ -190,14 +190,18 @@ def prompt_maps(prompts: Prompts, click_radius: int) -> tuple[np.ndarray, np.nda
 
 
 class GeodesicGrabCutEngine(Engine):
-    """Stroke-driven GrabCut with a geodesic first guess, connectivity and local corrections."""
+    """Stroke-driven GrabCut with a geodesic first guess, connectivity and local corrections.
+
+    400 px with 2 GrabCut iterations costs about what 320 px with 3 did and needs
+    fewer strokes (as served, NoS@90: Berkeley 3.29 -> 3.18, GrabCut set 2 1.62 -> 1.56).
+    """
 
     name = "geodesic_grabcut"
 
     def __init__(
         self,
-        working_long_side: int = 320,
-        iterations: int = 3,
+        working_long_side: int = 400,
+        iterations: int = 2,
         geodesic_colour_weight: float = 0.1,
         lone_stroke_reach: float = 0.01,
     ) -> None:
