@@ -83,7 +83,7 @@ def engine_catalog(settings: Settings | None = None) -> list[EngineInfo]:
     return [
         EngineInfo(
             "geodesic_grabcut",
-            "GrabCut at 320 px from a geodesic first guess, edges kept at full resolution",
+            "GrabCut at 400 px from a geodesic first guess, edges kept at full resolution",
             "none needed",
             True,
         ),
