@@ -72,7 +72,7 @@ def _time(function: Callable[[], object], repeats: int) -> tuple[Timing, object]
 
 def bench_engine(engine: Engine, size_name: str, repeats: int, refine: str) -> dict[str, float]:
     height, width = SIZES[size_name]
-    refine = engine.default_refine if refine == "auto" else refine
+    refine = engine.refine_option(refine)
     image, prompts = bench_scene(height, width)
     # A photo arrives as JPEG (this noisy scene as PNG would pass the upload limit at 4096x4096).
     jpeg = encode_image(image, "JPEG")

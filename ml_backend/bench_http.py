@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import statistics
 import time
 from collections.abc import Callable
 
@@ -20,11 +19,8 @@ import httpx
 import numpy as np
 
 from . import soak
+from .bench import Timing, bench_scene
 from .redis_process import running_redis_server
-
-def _percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
 def time_predict_rounds(
@@ -68,15 +64,14 @@ def _rounds(server: soak.ServerProcess, scene: soak.Scene, image_path: str, roun
     rss = sum(soak.rss_bytes(pid) for pid in {server.process.pid, *server.worker_pids()})
     return {
         "cold_predict_ms": round(cold_ms, 1),
-        "warm_predict_ms_p50": round(statistics.median(samples), 1),
-        "warm_predict_ms_p95": round(_percentile(samples, 0.95), 1),
+        "warm_predict_ms_p50": round(Timing(samples).p50, 1),
+        "warm_predict_ms_p95": round(Timing(samples).p95, 1),
         "rss_mb": round(rss / 2**20, 1),
     }
 
 
 def time_redis_fetch(engine_name: str, width: int, height: int, redis_url: str, repeats: int = 10) -> dict[str, float]:
     """How long a worker that did not compute an embedding waits to read it from Redis."""
-    from .bench import bench_scene
     from .core.cache import MemoryEmbeddingCache
     from .engines_factory import create_engine
     from .server.redis_cache import RedisEmbeddingCache, connect_redis
@@ -96,8 +91,8 @@ def time_redis_fetch(engine_name: str, width: int, height: int, redis_url: str, 
         assert fetched is not None
     blob = writer.client.get(writer.prefix + "bench") or b""
     return {
-        "redis_fetch_ms_p50": round(statistics.median(samples), 2),
-        "redis_fetch_ms_p95": round(_percentile(samples, 0.95), 2),
+        "redis_fetch_ms_p50": round(Timing(samples).p50, 2),
+        "redis_fetch_ms_p95": round(Timing(samples).p95, 2),
         "embedding_mb": round(embedding.nbytes / 2**20, 2),
         "redis_blob_mb": round(len(blob) / 2**20, 2),
     }

@@ -79,8 +79,12 @@ class Engine(ABC):
 
     #: short name used in settings and the CLI, e.g. "grabcut", "sam"
     name: str = ""
-    #: the refinement a Label Studio round gets unless REFINE says otherwise
+    #: the refinement "auto" stands for with this engine
     default_refine: str = "maskrefine"
+
+    def refine_option(self, requested: str) -> str:
+        """``requested``, with "auto" read as this engine's own refinement."""
+        return self.default_refine if requested == "auto" else requested
 
     @property
     @abstractmethod

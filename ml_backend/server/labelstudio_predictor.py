@@ -216,10 +216,9 @@ class LabelStudioPredictor:
             raise invalid_parameter(f"params.context ({error.field_name})", str(error).split(": ", 1)[-1]) from None
         if not prompts.has_positive_evidence():
             return None, 0.0
-        refine = self.service.settings.REFINE
-        if refine == "auto":
-            refine = self.service.segmenter.engine.default_refine
-        prediction = self.service.segmenter.segment(image.pixels, prompts, refine=refine, image_key=image.key)
+        segmenter = self.service.segmenter
+        refine = segmenter.engine.refine_option(self.service.settings.REFINE)
+        prediction = segmenter.segment(image.pixels, prompts, refine=refine, image_key=image.key)
         if not prediction.mask.any():
             return None, 0.0
         self.service.round_store.put(key, prediction.mask)
