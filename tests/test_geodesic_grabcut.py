@@ -194,7 +194,9 @@ def test_embedding_of_another_engine_is_refused(engine, scene):
 
 def test_engines_that_differ_only_in_decoding_share_embeddings(engine, scene):
     image, truth = scene
-    decoding_only = GeodesicGrabCutEngine(iterations=engine.iterations + 2, lone_stroke_reach=0.05)
+    decoding_only = GeodesicGrabCutEngine(
+        iterations=engine.iterations + 2, lone_stroke_reach=0.05, correction_reach=0.1, correction_context=1.0
+    )
     assert decoding_only.identity == engine.identity
     shared = engine.embed(image)
     decoding_only.predict(shared, make_prompts(image.shape, *strokes(truth)))
@@ -243,3 +245,55 @@ def test_a_lone_positive_stroke_starts_grabcut_from_its_surroundings_not_its_geo
     negative[5, 5:40] = True
     guided = engine._geodesic_first_guess(costs, positive, negative, None, shape)
     assert (guided & (distance_to_stroke > radius + 1)).sum() > 10 * alone.sum()
+
+
+def test_a_positive_correction_does_not_flood_a_look_alike_region_beyond_its_reach():
+    """A missed lobe joined by a bridge of object colour to a far patch of object colour.
+
+    Cut over the whole image, the stroke's colours take the bridge and the patch
+    with the lobe, as one connected change; cut around the stroke, they stay out.
+    """
+    height, width = 300, 400
+    rng = np.random.default_rng(5)
+    truth = np.zeros((height, width), np.uint8)
+    cv2.ellipse(truth, (170, 150), (90, 60), 0, 0, 360, 1, -1)
+    lobe_centre = (275, 150)
+    cv2.circle(truth, lobe_centre, 22, 1, -1)
+    truth = truth.astype(bool)
+    lobe = np.zeros_like(truth)
+    cv2.circle(lobe.view(np.uint8), lobe_centre, 22, 1, -1)
+    look_alike = np.zeros_like(truth)
+    look_alike[60:110, 297:392] = True  # a bridge from the lobe to a far patch
+    look_alike[110:150, 297:305] = True
+    look_alike &= ~truth
+    warm = truth | look_alike
+    image = np.empty((height, width, 3), np.float32)
+    image[..., 0] = np.where(warm, 190, 70)
+    image[..., 1] = np.where(warm, 100, 120)
+    image[..., 2] = np.where(warm, 60, 170)
+    image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+
+    engine = GeodesicGrabCutEngine()
+    current = truth & ~lobe
+    positive = np.zeros_like(truth)
+    positive[150, 140:200] = True
+    correction = np.zeros_like(truth)
+    correction[lobe_centre[1] - 1 : lobe_centre[1] + 2, lobe_centre[0] - 12 : lobe_centre[0] + 12] = True
+    prompts = make_prompts(image.shape, positive | correction, np.zeros_like(truth), current_mask=current)
+    mask = engine.predict(engine.embed(image), prompts).mask
+    assert mask[lobe].mean() > 0.9
+    assert mask[look_alike].mean() < 0.1
+    assert np.array_equal(mask[current], current[current])
+
+
+def test_corrections_reach_half_their_length_and_at_least_the_least_reach():
+    engine = GeodesicGrabCutEngine(correction_reach=0.02)
+    shape = (300, 400)  # diagonal 500: the least reach is 10 px
+    corrective = np.zeros(shape, bool)
+    corrective[50, 100:104] = True  # short: reaches 10 px
+    corrective[200, 100:200] = True  # 100 px long: reaches 50 px
+    region, farthest = engine.correction_region(corrective)
+    assert farthest == pytest.approx(50.0)
+    assert region[50, 112] and not region[50, 116]
+    assert region[200 - 48, 150] and not region[200 - 53, 150]
+    assert region[corrective].all()
