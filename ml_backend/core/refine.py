@@ -23,6 +23,7 @@ import numpy as np
 
 from .constraints import apply_hard_constraints, keep_prompted_components
 from .prompts import Prompts
+from .regions import MIN_COLOUR_MODEL_SAMPLES, padded_box, shrink_any
 
 RefineOption = Literal["none", "edgerefine", "maskrefine"]
 REFINE_OPTIONS: tuple[str, ...] = ("none", "edgerefine", "maskrefine")
@@ -44,18 +45,6 @@ def boundary_band(mask: np.ndarray, width_px: int) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width_px + 1, 2 * width_px + 1))
     as_uint8 = mask.astype(np.uint8)
     return cv2.dilate(as_uint8, kernel) != cv2.erode(as_uint8, kernel)
-
-
-def _band_crop(band: np.ndarray, margin: int) -> tuple[slice, slice] | None:
-    rows = np.flatnonzero(band.any(axis=1))
-    cols = np.flatnonzero(band.any(axis=0))
-    if len(rows) == 0:
-        return None
-    height, width = band.shape
-    return (
-        slice(max(0, rows[0] - margin), min(height, rows[-1] + margin + 1)),
-        slice(max(0, cols[0] - margin), min(width, cols[-1] + margin + 1)),
-    )
 
 
 Tile = tuple[slice, slice]
@@ -159,9 +148,8 @@ def mask_refine(image: np.ndarray, mask: np.ndarray, prompts: Prompts) -> np.nda
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         small_mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-        # Any-pixel reduction: a thin stroke must survive it.
-        small_negative = cv2.resize(prompts.negative_scribbles.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
-        small_positive = cv2.resize(prompts.positive_scribbles.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+        small_negative = shrink_any(prompts.negative_scribbles, small_mask.shape)
+        small_positive = shrink_any(prompts.positive_scribbles, small_mask.shape)
         small_refined = _grabcut_in_band(small_image, small_mask, small_positive & ~small_negative, small_negative)
         refined = cv2.resize(small_refined.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
     else:
@@ -174,7 +162,7 @@ def _grabcut_in_band(image: np.ndarray, mask: np.ndarray, positive: np.ndarray, 
     height, width = mask.shape
     band_px = max(4, int(round(MASK_REFINE_BAND_SHARE * np.hypot(height, width))))
     band = boundary_band(mask, band_px)
-    crop = _band_crop(band, margin=2 * band_px)
+    crop = padded_box(band, margin=2 * band_px)
     if crop is None:
         return mask
     rows, cols = crop
@@ -187,7 +175,7 @@ def _grabcut_in_band(image: np.ndarray, mask: np.ndarray, positive: np.ndarray, 
     labels[negative[rows, cols]] = cv2.GC_BGD
     object_side = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     # Colour models need samples of both sides; without them there is nothing to separate.
-    if object_side.sum() < 10 or (~object_side).sum() < 10:
+    if object_side.sum() < MIN_COLOUR_MODEL_SAMPLES or (~object_side).sum() < MIN_COLOUR_MODEL_SAMPLES:
         return mask
     bgr = np.ascontiguousarray(image[rows, cols, ::-1])
     background_model, object_model = _colour_models(bgr, labels)

@@ -21,13 +21,11 @@ from scipy.sparse.csgraph import dijkstra
 
 from ..engine import Embedding, Engine, Prediction
 from ..prompts import Prompts
+from ..regions import MIN_COLOUR_MODEL_SAMPLES, padded_box, shrink_any
 
 # Neighbour offsets (dy, dx) of the 8-connected grid, each pair listed once.
 _HALF_NEIGHBOURHOOD = ((0, 1), (1, 0), (1, 1), (1, -1))
 _EIGHT_CONNECTED = np.ones((3, 3), bool)
-# GrabCut fits 5-component colour models: with fewer samples than this per side
-# its k-means initialisation fails, so such trimaps are answered without it.
-_MIN_MODEL_SAMPLES = 10
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -109,13 +107,6 @@ def geodesically_nearer(graph: csr_matrix, seeds: np.ndarray, rivals: np.ndarray
     return ((nearest >= 0) & seeds.ravel()[np.maximum(nearest, 0)]).reshape(seeds.shape)
 
 
-def shrink_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Any-pixel downscale: a thin stroke must survive the reduction."""
-    if mask.shape == shape:
-        return mask.copy()
-    return cv2.resize(mask.astype(np.uint8) * 255, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 0
-
-
 def shrink_majority(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Majority downscale, for regions (the current mask) rather than strokes."""
     if mask.shape == shape:
@@ -163,17 +154,6 @@ def correction_seeds(
         if sizes[largest] >= 0.5 * region.sum():
             seeds |= pieces == largest + 1
     return seeds
-
-
-def _band_box(region: np.ndarray, margin: int) -> tuple[slice, slice]:
-    """The bounding box of ``region`` (not empty) grown by ``margin`` on each side, clipped to the image."""
-    rows = np.flatnonzero(region.any(axis=1))
-    cols = np.flatnonzero(region.any(axis=0))
-    height, width = region.shape
-    return (
-        slice(max(0, rows[0] - margin), min(height, rows[-1] + margin + 1)),
-        slice(max(0, cols[0] - margin), min(width, cols[-1] + margin + 1)),
-    )
 
 
 def border_pixels(shape: tuple[int, int]) -> np.ndarray:
@@ -269,8 +249,8 @@ class GeodesicGrabCutEngine(Engine):
         if not has_object_hint:
             return Prediction(mask=np.zeros(full_shape, bool), score=0.0)
 
-        small_positive = shrink_mask(positive, small_shape)
-        small_negative = shrink_mask(negative, small_shape)
+        small_positive = shrink_any(positive, small_shape)
+        small_negative = shrink_any(negative, small_shape)
         small_positive &= ~small_negative
         if current is not None:
             small_current = shrink_majority(current, small_shape)
@@ -362,7 +342,7 @@ class GeodesicGrabCutEngine(Engine):
             return current.copy(), 1.0
         region, farthest = self.correction_region(corrective)
         # Context beyond the reach: the colour models see both sides of the error.
-        rows, cols = _band_box(region, int(round(self.correction_context * farthest)))
+        rows, cols = padded_box(region, int(round(self.correction_context * farthest)))
         result = current.copy()
         result[rows, cols], stability = self._grabcut(
             rgb[rows, cols], current[rows, cols], positive[rows, cols], negative[rows, cols], held=~region[rows, cols]
@@ -387,7 +367,7 @@ class GeodesicGrabCutEngine(Engine):
         labels[positive] = cv2.GC_FGD
         labels[negative] = cv2.GC_BGD
         object_side = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-        if object_side.sum() < _MIN_MODEL_SAMPLES or (~object_side).sum() < _MIN_MODEL_SAMPLES:
+        if object_side.sum() < MIN_COLOUR_MODEL_SAMPLES or (~object_side).sum() < MIN_COLOUR_MODEL_SAMPLES:
             return object_side, 0.0
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         background_model = np.zeros((1, 65), np.float64)
