@@ -60,12 +60,13 @@ def _rounds(server: soak.ServerProcess, scene: soak.Scene, image_path: str, roun
             cold_ms = elapsed_ms
         else:
             samples.append(elapsed_ms)
+    timing = Timing(samples)
     # With one worker uvicorn serves from the server process itself: count it once.
     rss = sum(soak.rss_bytes(pid) for pid in {server.process.pid, *server.worker_pids()})
     return {
         "cold_predict_ms": round(cold_ms, 1),
-        "warm_predict_ms_p50": round(Timing(samples).p50, 1),
-        "warm_predict_ms_p95": round(Timing(samples).p95, 1),
+        "warm_predict_ms_p50": round(timing.p50, 1),
+        "warm_predict_ms_p95": round(timing.p95, 1),
         "rss_mb": round(rss / 2**20, 1),
     }
 
@@ -89,10 +90,11 @@ def time_redis_fetch(engine_name: str, width: int, height: int, redis_url: str, 
         fetched = reader.get("bench")
         samples.append((time.perf_counter() - started) * 1000)
         assert fetched is not None
+    timing = Timing(samples)
     blob = writer.client.get(writer.prefix + "bench") or b""
     return {
-        "redis_fetch_ms_p50": round(Timing(samples).p50, 2),
-        "redis_fetch_ms_p95": round(Timing(samples).p95, 2),
+        "redis_fetch_ms_p50": round(timing.p50, 2),
+        "redis_fetch_ms_p95": round(timing.p95, 2),
         "embedding_mb": round(embedding.nbytes / 2**20, 2),
         "redis_blob_mb": round(len(blob) / 2**20, 2),
     }

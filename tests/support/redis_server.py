@@ -6,6 +6,7 @@ The fixture fails (never skips) when the server cannot be started.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -15,12 +16,9 @@ from ml_backend.redis_process import RedisServer, running_redis_server
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    try:
-        context = running_redis_server()
-        server = context.__enter__()
-    except Exception as error:  # the test must fail, not skip, without its service
-        pytest.fail(f"cannot start redis-server for the tests: {error}")
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_redis_server())
+        except Exception as error:  # the test must fail, not skip, without its service
+            pytest.fail(f"cannot start redis-server for the tests: {error}")
         yield server
-    finally:
-        context.__exit__(None, None, None)

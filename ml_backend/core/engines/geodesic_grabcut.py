@@ -252,26 +252,20 @@ class GeodesicGrabCutEngine(Engine):
         small_positive = shrink_any(positive, small_shape)
         small_negative = shrink_any(negative, small_shape)
         small_positive &= ~small_negative
-        if current is not None:
-            small_current = shrink_majority(current, small_shape)
-            first_guess = small_current
-        else:
-            small_current = None
+        if current is None:
             first_guess = self._geodesic_first_guess(
                 embedding.arrays["geodesic_costs"], small_positive, small_negative, inside_box, small_shape
             )
-
-        if small_current is None:
             small_mask, stability = self._grabcut(small_rgb, first_guess, small_positive, small_negative)
-        else:
-            small_mask, stability = self._correction_cut(small_rgb, small_current, small_positive, small_negative)
-        seeds = small_positive if small_current is None else correction_seeds(small_current, small_mask, small_positive, small_negative)
-        if seeds.any():
-            small_mask = keep_components_touching(small_mask, seeds)
-
-        if current is None:
+            if small_positive.any():
+                small_mask = keep_components_touching(small_mask, small_positive)
             mask = enlarge(small_mask, full_shape)
         else:
+            small_current = shrink_majority(current, small_shape)
+            small_mask, stability = self._correction_cut(small_rgb, small_current, small_positive, small_negative)
+            seeds = correction_seeds(small_current, small_mask, small_positive, small_negative)
+            if seeds.any():
+                small_mask = keep_components_touching(small_mask, seeds)
             mask = self._apply_local_correction(current, small_current, small_mask, positive, negative, full_shape)
         mask = (mask | positive) & ~negative
         return Prediction(mask=mask, score=stability)
