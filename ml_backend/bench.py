@@ -25,6 +25,7 @@ from .core.refine import refine_mask
 from .core.segmenter import Segmenter
 from .io.images import decode_image, encode_image
 from .labelstudio.rle import benchmark_rle, encode_mask
+from .latency import percentile
 
 SIZES: dict[str, tuple[int, int]] = {"640x480": (480, 640), "1024x768": (768, 1024), "4096x4096": (4096, 4096)}
 
@@ -57,8 +58,7 @@ class Timing:
 
     @property
     def p95(self) -> float:
-        ordered = sorted(self.samples_ms)
-        return float(ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))])
+        return percentile(self.samples_ms, 0.95)
 
 
 def _time(function: Callable[[], object], repeats: int) -> tuple[Timing, object]:

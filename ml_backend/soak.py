@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from .labelstudio.rle import decode_rle
+from .latency import percentile
 from .settings import CONFIG_DIR
 
 LOOPBACK_HOST = "127.0.0.1"
@@ -564,16 +565,11 @@ class SoakReport:
         return json.dumps(asdict(self), indent=2)
 
 
-def _percentile(samples: list[float], share: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, int(np.ceil(share * len(ordered))) - 1))]
-
-
 def _latency(samples: list[float]) -> dict:
     return {
         "n": len(samples),
         "p50": round(1000 * statistics.median(samples), 1),
-        "p95": round(1000 * _percentile(samples, 0.95), 1),
+        "p95": round(1000 * percentile(samples, 0.95), 1),
         "max": round(1000 * max(samples), 1),
     }
 

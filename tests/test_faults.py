@@ -32,6 +32,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from ml_backend import soak
+from ml_backend.latency import percentile
 from ml_backend.redis_process import redis_executable, server_command, stop_process, wait_until_ready
 from ml_backend.server.app import create_app
 from ml_backend.settings import Settings
@@ -229,8 +230,7 @@ def _summary(answers: list[Answer]) -> str:
     statuses: dict[str, int] = {}
     for answer in answers:
         statuses[str(answer.status)] = statuses.get(str(answer.status), 0) + 1
-    p95 = seconds[min(len(seconds) - 1, int(np.ceil(0.95 * len(seconds))) - 1)]
-    return f"{len(answers)} requests {statuses}, p50 {np.median(seconds):.2f} s, p95 {p95:.2f} s"
+    return f"{len(answers)} requests {statuses}, p50 {np.median(seconds):.2f} s, p95 {percentile(seconds, 0.95):.2f} s"
 
 
 def _assert_served(answers: list[Answer], what: str) -> None:
