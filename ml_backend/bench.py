@@ -157,12 +157,17 @@ def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[tup
 def _untrained(name: str) -> Engine:
     """Same architecture, random weights: the timing is the model's, the masks mean nothing."""
     from .core.engines.sam_family import MobileSamEngine, SamEngine, build_mobile_sam
+    from .engines_factory import torch_device
+    from .settings import get_settings
 
+    settings = get_settings()
+    device = torch_device(settings.DEVICE)
     if name == "sam":
         from segment_anything import sam_model_registry
 
-        return SamEngine(sam_model_registry["vit_b"](checkpoint=None), model_type="vit_b")
-    return MobileSamEngine(build_mobile_sam())
+        model_type = settings.SAM_MODEL_TYPE
+        return SamEngine(sam_model_registry[model_type](checkpoint=None), model_type=model_type, device=device)
+    return MobileSamEngine(build_mobile_sam(), device=device)
 
 
 def run_bench(

@@ -13,7 +13,7 @@ from .core.engine import EngineUnavailable
 from .core.refine import REFINE_OPTIONS
 from .errors import ClientError
 from .evaluation.cli import add_eval_parser
-from .settings import get_settings
+from .settings import SettingsError, get_settings
 from .soak import add_soak_parser
 
 
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClientError as error:
         print(f"scribble-seg: error: {error.message}", file=sys.stderr)
         return 2
-    except EngineUnavailable as error:
+    except (EngineUnavailable, SettingsError) as error:
         print(f"scribble-seg: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -31,22 +31,38 @@ def _geodesic_grabcut(settings: Settings) -> Engine:
     return GeodesicGrabCutEngine()
 
 
+def torch_device(setting: str) -> str:
+    """The torch device for ``DEVICE``; raises ``EngineUnavailable`` when the GPU asked for is not there."""
+    import torch
+
+    if setting == "cpu":
+        return "cpu"
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if setting == "auto":
+        return "cuda" if gpus else "cpu"
+    index = int(setting.partition(":")[2] or 0)
+    if index >= gpus:
+        seen = f"torch sees {gpus} GPU{'s' if gpus != 1 else ''}" if gpus else f"torch {torch.__version__} sees no GPU"
+        raise EngineUnavailable(f"DEVICE: {setting} asked for, but {seen}; set DEVICE=auto or DEVICE=cpu")
+    return setting
+
+
 def _sam(settings: Settings) -> Engine:
     from .core.engines.sam_family import load_sam
 
-    return load_sam(settings.SAM_MODEL_TYPE, settings.sam_checkpoint_path)
+    return load_sam(settings.SAM_MODEL_TYPE, settings.sam_checkpoint_path, device=torch_device(settings.DEVICE))
 
 
 def _mobile_sam(settings: Settings) -> Engine:
     from .core.engines.sam_family import load_mobile_sam
 
-    return load_mobile_sam(settings.mobile_sam_checkpoint_path)
+    return load_mobile_sam(settings.mobile_sam_checkpoint_path, device=torch_device(settings.DEVICE))
 
 
 def _litemedsam(settings: Settings) -> Engine:
     from .core.engines.sam_family import load_litemedsam
 
-    return load_litemedsam()
+    return load_litemedsam(device=torch_device(settings.DEVICE))
 
 
 _BUILDERS: dict[str, Callable[[Settings], Engine]] = {

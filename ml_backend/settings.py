@@ -6,12 +6,13 @@ Environment variables win over the file.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
     SAM_CHECKPOINT: Path | None = None
     MOBILE_SAM_CHECKPOINT: Path | None = None
     TORCH_THREADS: int = Field(0, ge=0)
+    # Where SAM-family engines run: auto (the GPU when torch sees one), cpu, cuda or cuda:N.
+    DEVICE: str = "auto"
 
     # Caches and stores
     REDIS_URL: str | None = None
@@ -80,6 +83,15 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("DEVICE", mode="before")
+    @classmethod
+    def _known_device(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return "auto"
+        if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", value):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return value
+
     @field_validator("SAM_CHECKPOINT", "MOBILE_SAM_CHECKPOINT", mode="before")
     @classmethod
     def _blank_path_is_unset(cls, value: object) -> object:
@@ -108,6 +120,21 @@ class Settings(BaseSettings):
         return self.MOBILE_SAM_CHECKPOINT or self.MODEL_DIR / "mobile_sam.pt"
 
 
+class SettingsError(ValueError):
+    """A setting from the environment or ``config/defaults.env`` that cannot be used."""
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']} (got {problem.get('input')!r})"
+        for problem in error.errors()
+    ]
+    return "; ".join(problems) + "; set it in the environment or config/defaults.env"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(describe_settings_error(error)) from None

@@ -150,3 +150,15 @@ def test_compose_file_is_valid_and_runs_backend_with_redis():
     assert run.returncode == 0, run.stderr
     assert "backend:" in run.stdout and "redis:" in run.stdout and "REDIS_URL: redis://redis:6379/0" in run.stdout
     assert (root / "Dockerfile").read_text().count("scribble-seg") >= 1
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("PORT", "abc", "PORT: Input should be a valid integer"),
+    ("DEVICE", "gpu", "DEVICE: Value error, must be auto, cpu, cuda or cuda:N (got 'gpu')"),
+])
+def test_a_bad_setting_is_named_without_a_traceback(name, value, expected):
+    env = {**os.environ, name: value}
+    run = subprocess.run([sys.executable, "-m", "ml_backend.cli", "engines"], capture_output=True, text=True, env=env)
+    assert run.returncode == 2
+    assert run.stderr.startswith("scribble-seg: error: ") and expected in run.stderr
+    assert "config/defaults.env" in run.stderr and "Traceback" not in run.stderr
