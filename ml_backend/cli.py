@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--refine", choices=("auto", *REFINE_OPTIONS), default="auto",
                        help="auto: each engine's own (maskrefine for GrabCut engines, edgerefine for the SAM family)")
     bench.add_argument("--random-weights", action="store_true",
-                       help="time sam (vit_b) and mobile_sam with random weights when their checkpoints are missing")
+                       help="time sam (SAM_MODEL_TYPE) and mobile_sam with random weights when their checkpoints are missing")
     bench.add_argument("--json", metavar="OUT.json", help="write every figure here")
     bench.add_argument("--no-http", action="store_true",
                        help="skip timing /predict through HTTP (1 worker, then 2 workers sharing Redis)")
