@@ -41,3 +41,20 @@ def test_bench_times_segment_anythings_mask_decoder_against_the_engines_on_the_s
     from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine
 
     assert "decoder_speedup" not in bench_engine(GeodesicGrabCutEngine(), "640x480", repeats=1, refine="none")
+
+
+def test_random_weights_stand_in_for_the_configured_sam_model(monkeypatch, tmp_path):
+    from ml_backend.bench import engines_for_bench
+    from ml_backend.settings import get_settings
+
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path))  # no checkpoint here
+    monkeypatch.setenv("SAM_MODEL_TYPE", "vit_l")
+    monkeypatch.setenv("DEVICE", "cpu")
+    get_settings.cache_clear()
+    try:
+        [(engine, trained)] = engines_for_bench(["sam"], random_weights=True)
+    finally:
+        get_settings.cache_clear()
+    assert not trained
+    assert engine.model_type == "vit_l" and str(engine.device) == "cpu"
+    assert len(engine.model.image_encoder.blocks) == 24  # ViT-L's depth (ViT-B has 12)
