@@ -124,11 +124,16 @@ class SettingsError(ValueError):
     """A setting from the environment or ``config/defaults.env`` that cannot be used."""
 
 
+_SECRET_WORDS = ("KEY", "PASS", "TOKEN", "SECRET")
+
+
 def describe_settings_error(error: ValidationError) -> str:
-    problems = [
-        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']} (got {problem.get('input')!r})"
-        for problem in error.errors()
-    ]
+    problems = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"])
+        # Start-up errors end up in logs: a secret's value is never repeated there.
+        shown = "hidden" if any(word in name for word in _SECRET_WORDS) else repr(problem.get("input"))
+        problems.append(f"{name}: {problem['msg']} (got {shown})")
     return "; ".join(problems) + "; set it in the environment or config/defaults.env"
 
 

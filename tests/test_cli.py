@@ -162,3 +162,19 @@ def test_a_bad_setting_is_named_without_a_traceback(name, value, expected):
     assert run.returncode == 2
     assert run.stderr.startswith("scribble-seg: error: ") and expected in run.stderr
     assert "config/defaults.env" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_bad_secret_is_named_but_never_repeated():
+    import pydantic
+
+    from ml_backend.settings import describe_settings_error
+
+    class Secrets(pydantic.BaseModel):
+        LABEL_STUDIO_API_KEY: int
+        PORT: int
+
+    with pytest.raises(pydantic.ValidationError) as error:
+        Secrets(LABEL_STUDIO_API_KEY="sekrit-token", PORT="abc")
+    message = describe_settings_error(error.value)
+    assert "LABEL_STUDIO_API_KEY:" in message and "(got hidden)" in message
+    assert "sekrit" not in message and "PORT:" in message and "'abc'" in message
