@@ -61,7 +61,7 @@ class Timing:
         return percentile(self.samples_ms, 0.95)
 
 
-def _time(function: Callable[[], object], repeats: int) -> tuple[Timing, object]:
+def time_calls(function: Callable[[], object], repeats: int) -> tuple[Timing, object]:
     samples, result = [], None
     for _ in range(repeats):
         started = time.perf_counter()
@@ -76,18 +76,18 @@ def bench_engine(engine: Engine, size_name: str, repeats: int, refine: str) -> d
     image, prompts = bench_scene(height, width)
     # A photo arrives as JPEG (this noisy scene as PNG would pass the upload limit at 4096x4096).
     jpeg = encode_image(image, "JPEG")
-    load, _ = _time(lambda: decode_image(jpeg, "ImageUrl"), max(1, repeats // 2))
+    load, _ = time_calls(lambda: decode_image(jpeg, "ImageUrl"), max(1, repeats // 2))
     cold_repeats = 1 if engine.name != "grabcut" and size_name == "4096x4096" else min(2, repeats)
-    embed, embedding = _time(lambda: engine.embed(image), cold_repeats)
-    predict, prediction = _time(lambda: engine.predict(embedding, prompts), repeats)
-    refined, mask = _time(lambda: refine_mask(image, prediction.mask, prompts, refine), repeats)
-    rle, _ = _time(lambda: encode_mask(mask), repeats)
-    png_out, _ = _time(lambda: encode_image(mask.astype(np.uint8) * 255, "PNG"), repeats)
+    embed, embedding = time_calls(lambda: engine.embed(image), cold_repeats)
+    predict, prediction = time_calls(lambda: engine.predict(embedding, prompts), repeats)
+    refined, mask = time_calls(lambda: refine_mask(image, prediction.mask, prompts, refine), repeats)
+    rle, _ = time_calls(lambda: encode_mask(mask), repeats)
+    png_out, _ = time_calls(lambda: encode_image(mask.astype(np.uint8) * 255, "PNG"), repeats)
 
     segmenter = Segmenter(engine)
     # The server hashes an image once, when it loads it, and passes the key on.
     image_key, _ = segmenter.embed(image)
-    warm_round, _ = _time(
+    warm_round, _ = time_calls(
         lambda: encode_mask(segmenter.segment(image, prompts, refine=refine, image_key=image_key).mask), repeats
     )
     cold_round_ms = embed.p50 + warm_round.p50
@@ -120,14 +120,14 @@ def time_decoders(engine: Engine, embedding: Embedding, prompts: Prompts, repeat
     features, sparse, dense, multimask = inputs
     with torch.inference_mode():
         image_pe = engine.model.prompt_encoder.get_dense_pe()
-        reference, _ = _time(
+        reference, _ = time_calls(
             lambda: engine.model.mask_decoder(
                 image_embeddings=features, image_pe=image_pe, sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense, multimask_output=multimask,
             ),
             repeats,
         )
-        ours, _ = _time(lambda: engine.decoder(features, sparse, dense, multimask), repeats)
+        ours, _ = time_calls(lambda: engine.decoder(features, sparse, dense, multimask), repeats)
     return {
         "mask_decoder_ms_p50": reference.p50,
         "engine_decoder_ms_p50": ours.p50,

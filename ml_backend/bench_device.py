@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from .bench import bench_scene, time_decoders
+from .bench import Timing, bench_scene, time_calls, time_decoders
 from .core.engine import Embedding
 from .core.engines.sam_family import (
     LiteMedSamEngine,
@@ -37,7 +35,7 @@ from .core.engines.sam_family import (
     build_mobile_sam,
     load_litemedsam,
 )
-from .latency import percentile
+from .evaluation.metrics import iou
 
 HEIGHT, WIDTH = 768, 1024
 
@@ -63,22 +61,8 @@ MODELS: dict[str, tuple[Callable[[], torch.nn.Module], Callable[..., SamFamilyEn
 }
 
 
-def _times_ms(function: Callable[[], object], repeats: int) -> list[float]:
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()  # every engine call ends in .cpu(): the GPU's work is finished when it returns
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
-def _iou(first: np.ndarray, second: np.ndarray) -> float:
-    union = np.logical_or(first, second).sum()
-    return float(np.logical_and(first, second).sum() / union) if union else 1.0
-
-
-def _figures(samples: list[float]) -> dict[str, float]:
-    return {"p50": round(statistics.median(samples), 2), "p95": round(percentile(samples, 0.95), 2)}
+def _figures(timing: Timing) -> dict[str, float]:
+    return {"p50": round(timing.p50, 2), "p95": round(timing.p95, 2)}
 
 
 def measure(name: str, device: str, embed_repeats: int, round_repeats: int, cpu_embed_repeats: int) -> dict:
@@ -92,37 +76,35 @@ def measure(name: str, device: str, embed_repeats: int, round_repeats: int, cpu_
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)
 
+    # Every engine call ends in .cpu(): the GPU's work is finished when it returns.
     gpu_engine.embed(image)  # warm-up: kernels chosen, memory pooled
-    gpu_embed = _times_ms(lambda: gpu_engine.embed(image), embed_repeats)
-    gpu_embedding = gpu_engine.embed(image)
+    gpu_embed, gpu_embedding = time_calls(lambda: gpu_engine.embed(image), embed_repeats)
     gpu_engine.predict(gpu_embedding, prompts)
-    gpu_round = _times_ms(lambda: gpu_engine.predict(gpu_embedding, prompts), round_repeats)
+    gpu_round, gpu_prediction = time_calls(lambda: gpu_engine.predict(gpu_embedding, prompts), round_repeats)
     decoders = time_decoders(gpu_engine, gpu_embedding, prompts, round_repeats)
     peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu else 0.0
 
-    cpu_embed = _times_ms(lambda: cpu_engine.embed(image), cpu_embed_repeats)
-    cpu_embedding = cpu_engine.embed(image)
-    cpu_round = _times_ms(lambda: cpu_engine.predict(cpu_embedding, prompts), round_repeats)
+    cpu_embed, cpu_embedding = time_calls(lambda: cpu_engine.embed(image), cpu_embed_repeats)
+    cpu_round, cpu_prediction = time_calls(lambda: cpu_engine.predict(cpu_embedding, prompts), round_repeats)
 
     gpu_features, cpu_features = gpu_embedding.arrays["features"], cpu_embedding.arrays["features"]
-    gpu_mask = gpu_engine.predict(gpu_embedding, prompts).mask
-    cpu_mask = cpu_engine.predict(cpu_embedding, prompts).mask
+    gpu_mask, cpu_mask = gpu_prediction.mask, cpu_prediction.mask
     crossed_mask = gpu_engine.predict(cpu_embedding, prompts).mask
     half = Embedding.from_bytes(gpu_embedding.to_bytes(float16=True))
     half_mask = gpu_engine.predict(half, prompts).mask
     return {
         "gpu_embed_ms": _figures(gpu_embed),
         "cpu_embed_ms": _figures(cpu_embed),
-        "embed_speedup": round(statistics.median(cpu_embed) / statistics.median(gpu_embed), 1),
+        "embed_speedup": round(cpu_embed.p50 / gpu_embed.p50, 1),
         "gpu_round_ms": _figures(gpu_round),
         "cpu_round_ms": _figures(cpu_round),
-        "round_speedup": round(statistics.median(cpu_round) / statistics.median(gpu_round), 1),
+        "round_speedup": round(cpu_round.p50 / gpu_round.p50, 1),
         "feature_difference_over_spread": float(
             np.abs(gpu_features - cpu_features).max() / max(float(cpu_features.std()), 1e-12)
         ),
-        "mask_iou_gpu_vs_cpu": _iou(gpu_mask, cpu_mask),
-        "mask_iou_cpu_embedding_on_gpu": _iou(crossed_mask, cpu_mask),
-        "mask_iou_float16_round_trip": _iou(half_mask, gpu_mask),
+        "mask_iou_gpu_vs_cpu": iou(gpu_mask, cpu_mask),
+        "mask_iou_cpu_embedding_on_gpu": iou(crossed_mask, cpu_mask),
+        "mask_iou_float16_round_trip": iou(half_mask, gpu_mask),
         "mask_pixels": int(gpu_mask.sum()),
         "gpu_decoders_ms": {key: round(value, 2) for key, value in decoders.items()},
         "gpu_peak_mb": round(peak_mb, 1),
