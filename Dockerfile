@@ -8,7 +8,6 @@ RUN pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.p
 
 COPY pyproject.toml README.md ./
 COPY ml_backend ./ml_backend
-COPY config ./config
 RUN pip install .
 
 ENV PORT=9090 MODEL_DIR=/models RESULT_DIR=/data/results

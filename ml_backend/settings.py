@@ -1,4 +1,4 @@
-"""All configuration, read once from environment variables and ``config/defaults.env``.
+"""All configuration, read once from environment variables and ``ml_backend/config/defaults.env``.
 
 Names follow Label Studio ML backends (``LABEL_STUDIO_URL``, ``BASIC_AUTH_USER``, ...).
 Environment variables win over the file.
@@ -15,15 +15,17 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .config import defaults_env_path
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PROJECT_ROOT / "config"
+CONFIG_DIR = defaults_env_path().parent
 
 CommaList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=(str(CONFIG_DIR / "defaults.env"), ".env"),
+        env_file=(str(defaults_env_path()), ".env"),
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=True,
@@ -121,7 +123,7 @@ class Settings(BaseSettings):
 
 
 class SettingsError(ValueError):
-    """A setting from the environment or ``config/defaults.env`` that cannot be used."""
+    """A setting from the environment or ``ml_backend/config/defaults.env`` that cannot be used."""
 
 
 _SECRET_WORDS = ("KEY", "PASS", "TOKEN", "SECRET")
@@ -134,7 +136,7 @@ def describe_settings_error(error: ValidationError) -> str:
         # Start-up errors end up in logs: a secret's value is never repeated there.
         shown = "hidden" if any(word in name for word in _SECRET_WORDS) else repr(problem.get("input"))
         problems.append(f"{name}: {problem['msg']} (got {shown})")
-    return "; ".join(problems) + "; set it in the environment or config/defaults.env"
+    return "; ".join(problems) + "; set it in the environment or ml_backend/config/defaults.env"
 
 
 @lru_cache(maxsize=1)

@@ -42,9 +42,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from .config import labeling_config
 from .labelstudio.rle import decode_rle
 from .latency import percentile
-from .settings import CONFIG_DIR
 
 LOOPBACK_HOST = "127.0.0.1"
 MAX_ANNOTATORS = 64
@@ -205,8 +205,8 @@ def click_body(
 
 
 def label_config() -> str:
-    """The labeling config the project recommends (config/labeling-config.xml)."""
-    return (CONFIG_DIR / "labeling-config.xml").read_text()
+    """The labeling config the project recommends (ml_backend/config/labeling-config.xml)."""
+    return labeling_config()
 
 
 # --------------------------------------------------------------------------- the Label Studio stand-in

@@ -30,6 +30,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from ml_backend import cli
+from ml_backend.config import labeling_config
 from ml_backend.labelstudio.mapping import MAX_STROKE_REGIONS
 from ml_backend.labelstudio.rle import encode_mask
 from ml_backend.labelstudio.touches import MAX_PAINTED_ROWS
@@ -39,7 +40,7 @@ from tests.synthetic import disc_scene, scribbles_for
 
 HOST = "127.0.0.2"
 TOKEN = "ls-token-0f9e8d7c6b5a493827160f9e8d7c6b5a"
-CONFIG = (Path(__file__).resolve().parents[1] / "config" / "labeling-config.xml").read_text()
+CONFIG = labeling_config()
 HEIGHT, WIDTH = 120, 160
 MAX_REQUEST_MB = 2
 ACTION = "InteractiveScribbleSegmentation"

@@ -26,6 +26,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ml_backend.config import labeling_config
 from ml_backend.errors import ClientError
 from ml_backend.io import fetch
 from ml_backend.labelstudio.config import parse_scribble_config
@@ -35,7 +36,7 @@ from ml_backend.labelstudio.touches import rasterize_brush_value, rasterize_touc
 from ml_backend.server.app import create_app
 from ml_backend.settings import Settings
 
-CONFIG = (Path(__file__).resolve().parents[1] / "config" / "labeling-config.xml").read_text()
+CONFIG = labeling_config()
 # Time one input may take; far above what any takes (milliseconds), far below a hang.
 PER_INPUT_LIMIT_S = 5.0
 FUZZ_SETTINGS = settings(

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from ml_backend.config import labeling_config
 from ml_backend.labelstudio.rle import decode_rle, encode_mask
 from ml_backend.server.app import create_app
 from ml_backend.server.round_store import FileRoundStore, round_key
@@ -22,7 +23,7 @@ from .synthetic import disc_scene, iou
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
-CONFIG = (Path(__file__).resolve().parents[1] / "config" / "labeling-config.xml").read_text()
+CONFIG = labeling_config()
 HEIGHT, WIDTH = 160, 200
 
 

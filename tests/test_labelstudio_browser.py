@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml_backend.config import labeling_config
 from ml_backend.labelstudio.rle import decode_rle
 from tests.support.backend_server import BackendServer, scribble_backend  # noqa: F401  (fixture)
 from tests.support.label_studio import LabelStudioServer
@@ -46,7 +47,7 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 VIEWPORT = {"width": 1400, "height": 1100}  # tall enough for the whole image at its fitted size
-LABEL_CONFIG = (Path(__file__).resolve().parents[1] / "config" / "labeling-config.xml").read_text()
+LABEL_CONFIG = labeling_config()
 HEIGHT, WIDTH = 300, 400
 UI_TIMEOUT_MS = 60_000
 # The labeling UI autosaves drafts at most every 5 s.

@@ -27,12 +27,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml_backend.config import labeling_config
 from ml_backend.labelstudio.rle import decode_rle, encode_mask
 from tests.support.backend_server import BackendServer, scribble_backend  # noqa: F401  (fixture)
 from tests.support.label_studio import LabelStudioClient, LabelStudioServer
 from tests.synthetic import disc_scene, iou
 
-LABEL_CONFIG = (Path(__file__).resolve().parents[1] / "config" / "labeling-config.xml").read_text()
+LABEL_CONFIG = labeling_config()
 HEIGHT, WIDTH = 300, 400
 ROUND_TRIPS = 10
 

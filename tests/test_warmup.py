@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ml_backend.config import labeling_config
 from ml_backend.core.cache import image_digest
 from ml_backend.engines_factory import create_engine
 from tests.support.label_studio import LabelStudioServer
 from tests.support.redis_server import RedisServer
 from tests.synthetic import disc_scene
 
-LABEL_CONFIG = (Path(__file__).resolve().parents[1] / "config" / "labeling-config.xml").read_text()
+LABEL_CONFIG = labeling_config()
 
 
 def test_warmup_embeds_every_task_of_a_project_into_redis(
