@@ -35,16 +35,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import cv2
-import httpx
 import numpy as np
 from PIL import Image
 
 from .config import labeling_config
 from .labelstudio.rle import decode_rle
 from .latency import percentile
+
+if TYPE_CHECKING:
+    import httpx
 
 LOOPBACK_HOST = "127.0.0.1"
 MAX_ANNOTATORS = 64
@@ -353,6 +356,9 @@ def start_server(
     with log_path.open("wb") as log:  # a file, not a pipe: a full pipe would block the server
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = ServerProcess(process, f"http://{LOOPBACK_HOST}:{port}", port, log_path, directory)
+    # httpx is in the `tools` extra: the soak test drives the server, the server never needs it.
+    import httpx
+
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline:
@@ -619,6 +625,8 @@ def _annotate(
     outcomes: list[Outcome],
     lock: threading.Lock,
 ) -> None:
+    import httpx
+
     rng = np.random.default_rng(config.seed * 1000 + annotator)
     config_xml = label_config()
     session = 0

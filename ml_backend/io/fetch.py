@@ -33,6 +33,21 @@ USER_AGENT = "scribble-ml-backend"
 _NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 
 
+class UpstreamStatusError(ClientError):
+    """The image server answered, but not with the image: ``upstream_status`` is its HTTP status.
+
+    A caller with another URL to try (Label Studio's older upload path) tells this
+    apart from a refused or unreachable URL, which no other path would fix.
+    """
+
+    def __init__(self, field: str, upstream_status: int, url: str) -> None:
+        super().__init__(
+            "InvalidImage.Download", f"{field}: the server answered HTTP {upstream_status} for {url}", field=field
+        )
+        self.upstream_status = upstream_status
+        self.url = url
+
+
 @dataclass(frozen=True)
 class _Target:
     url: str
@@ -103,11 +118,7 @@ def fetch_url(
                     target = _parse_target(location, field, via=target.url)
                     continue
                 if not 200 <= response.status < 300:
-                    raise ClientError(
-                        "InvalidImage.Download",
-                        f"{field}: the server answered HTTP {response.status} for {target.url}",
-                        field=field,
-                    )
+                    raise UpstreamStatusError(field, response.status, target.url)
                 return _read_limited(response, field, max_bytes, deadline, deadline_s, pool.timeout)
             finally:
                 response.release_conn()

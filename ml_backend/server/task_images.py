@@ -1,14 +1,13 @@
-"""Loads the image of a Label Studio task, once, through the SDK's URL resolution.
+"""Loads the image of a Label Studio task, once.
 
-``label_studio_sdk`` knows every URL shape Label Studio uses (uploads, local
-storage, cloud presign, plain URLs) and which token to send; its downloads go
-through a session whose adapter is our SSRF-guarded fetcher, so a task cannot
-point the server at its own network.
+``labelstudio.media_urls`` turns the task's reference (upload key, storage URL, cloud
+URI, plain URL) into the URLs to try and the token to send; every download goes
+through the SSRF-guarded ``fetch_url``, so a task cannot point the server at its own
+network. Nothing is written to disk: the bytes go straight to the decoder.
 """
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -16,13 +15,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-import requests
-from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_local_path, http_session
 
 from ..core.cache import KeyLocks, image_digest
 from ..errors import ClientError
-from ..io.fetch import fetch_url
+from ..io.fetch import UpstreamStatusError, fetch_url
 from ..io.images import IMAGE_MAX_BYTES, decode_image
+from ..labelstudio.media_urls import MediaUrlError, resolve_media_urls
 from ..settings import Settings
 
 
@@ -40,40 +38,11 @@ class LoadedImage:
         return int(self.pixels.shape[1])
 
 
-class _GuardedAdapter(requests.adapters.BaseAdapter):
-    """A requests adapter that fetches with ``fetch_url`` (SSRF rules, size limit, timeouts)."""
-
-    def __init__(self, allowed_hosts: list[str], field: str) -> None:
-        super().__init__()
-        self.allowed_hosts = allowed_hosts
-        self.field = field
-
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # type: ignore[no-untyped-def]
-        headers = {name: value for name, value in request.headers.items() if name.lower() == "authorization"}
-        try:
-            body = fetch_url(request.url, self.field, IMAGE_MAX_BYTES, self.allowed_hosts, headers=headers)
-        except ClientError as error:
-            if "answered HTTP" in error.message:
-                # The SDK retries an older upload path on HTTPError; let it.
-                failure = requests.exceptions.HTTPError(error.message)
-                failure.client_error = error  # type: ignore[attr-defined]
-                raise failure from None
-            raise
-        response = requests.Response()
-        response.status_code = 200
-        response._content = body
-        response.url = request.url
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        pass
-
-
 class TaskImageLoader:
     """Resolves, fetches, decodes and remembers task images (a small LRU by URL)."""
 
     def __init__(self, cache_dir: Path, allowed_hosts: list[str], max_images: int = 32) -> None:
+        # Downloads stay in memory; the folder is kept for callers that name one.
         self.cache_dir = cache_dir
         self.allowed_hosts = allowed_hosts
         self.max_images = max_images
@@ -105,40 +74,21 @@ class TaskImageLoader:
         allowed = list(self.allowed_hosts)
         if hostname:
             allowed.append(urlsplit(hostname).hostname or "")
-        session = requests.Session()
-        adapter = _GuardedAdapter(allowed, field="task.data")
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        # A folder of its own per download: the SDK writes its cache file in place,
-        # so a shared folder lets a concurrent reader see a half-written file.
-        download_dir = tempfile.TemporaryDirectory(dir=self.cache_dir)
         try:
-            with http_session(session), download_dir:
-                path = get_local_path(
-                    url,
-                    cache_dir=download_dir.name,
-                    hostname=hostname or "",
-                    access_token=access_token or "",
-                    # Never read another program's upload folder on this disk.
-                    image_dir=str(self.cache_dir / "no-local-uploads"),
-                    task_id=task_id,
-                )
-                data = Path(path).read_bytes()
-        except ClientError:
-            raise
-        except requests.exceptions.HTTPError as error:
-            client_error = getattr(error, "client_error", None)
-            raise client_error or ClientError("InvalidImage.Download", f"task.data: {error}") from None
-        except requests.exceptions.RequestException as error:
-            raise ClientError(
-                "InvalidImage.Url", f"task.data: cannot fetch {url!r}: {type(error).__name__}", field="task.data"
-            ) from None
-        except (OSError, ValueError) as error:
-            raise ClientError(
-                "InvalidImage.Download",
-                f"task.data: cannot resolve {url!r}: {error} (set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)",
-                field="task.data",
-            ) from None
+            media = resolve_media_urls(url, hostname, access_token, task_id)
+        except MediaUrlError as error:
+            raise ClientError("InvalidImage.Url", f"task.data: {error}", field="task.data") from None
+        first_failure: UpstreamStatusError | None = None
+        for candidate in media.candidates:
+            try:
+                data = fetch_url(candidate, "task.data", IMAGE_MAX_BYTES, allowed, headers=media.headers)
+                break
+            except UpstreamStatusError as error:
+                # Label Studio on a plain file system answers 4xx on the storage proxy
+                # and serves the older upload path: try the next URL, report the first.
+                first_failure = first_failure or error
+        else:
+            assert first_failure is not None  # candidates is never empty
+            raise first_failure
         pixels = decode_image(data, "task.data", IMAGE_MAX_BYTES)
         return LoadedImage(pixels=pixels, key=image_digest(pixels))
