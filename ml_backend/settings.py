@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from platformdirs import user_cache_path, user_data_path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -21,6 +22,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = defaults_env_path().parent
 
 CommaList = Annotated[list[str], NoDecode]
+
+# Writable folders default to the user's own data and cache folders, never the package's:
+# after a wheel install the package folder is site-packages, often read-only and shared.
+APP_NAME = "scribble-segmentation"
+
+
+def _user_data_dir(name: str) -> Path:
+    return user_data_path(APP_NAME, appauthor=False) / name
+
+
+def _user_cache_dir() -> Path:
+    return user_cache_path(APP_NAME, appauthor=False)
 
 
 class Settings(BaseSettings):
@@ -49,7 +62,7 @@ class Settings(BaseSettings):
     # Engines
     ENGINE: str = "geodesic_grabcut"
     REFINE: Literal["auto", "none", "edgerefine", "maskrefine"] = "auto"
-    MODEL_DIR: Path = PROJECT_ROOT / "models"
+    MODEL_DIR: Path = Field(default_factory=lambda: _user_data_dir("models"))
     SAM_MODEL_TYPE: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
     SAM_CHECKPOINT: Path | None = None
     MOBILE_SAM_CHECKPOINT: Path | None = None
@@ -63,8 +76,8 @@ class Settings(BaseSettings):
     # server, or an RQ queue served by `scribble-seg worker` (needs REDIS_URL).
     PRECOMPUTE: Literal["thread", "queue"] = "thread"
     EMBEDDING_CACHE_MB: int = Field(1024, ge=0)
-    RESULT_DIR: Path = PROJECT_ROOT / "var" / "results"
-    CACHE_DIR: Path = PROJECT_ROOT / "var" / "cache"
+    RESULT_DIR: Path = Field(default_factory=lambda: _user_data_dir("results"))
+    CACHE_DIR: Path = Field(default_factory=_user_cache_dir)
     RESULT_TTL_SECONDS: int = Field(1800, ge=1)
     RESULT_SIGNING_KEY: str | None = None
     PUBLIC_URL: str | None = None

@@ -118,6 +118,8 @@ def test_engines_lists_every_engine_and_its_weights(capsys, monkeypatch, tmp_pat
     assert "(default)" in by_name["geodesic_grabcut"]
     assert "ready" in by_name["grabcut"] and "ready" in by_name["litemedsam"]
     assert "missing" in by_name["sam"] and "SAM_CHECKPOINT" in by_name["sam"]
+    assert by_name["sam"].endswith("needs: scribble-seg download vit_b")
+    assert by_name["mobile_sam"].endswith("needs: scribble-seg download mobile_sam")
     assert str(tmp_path) in by_name["mobile_sam"]
 
 
