@@ -35,6 +35,15 @@ def missing_modules(name: str) -> list[str]:
     return [module for module in ENGINE_MODULES.get(name, ()) if importlib.util.find_spec(module) is None]
 
 
+def require_engine_packages(name: str) -> None:
+    """Raises ``EngineUnavailable`` naming the extra to install when engine ``name`` cannot be imported."""
+    missing = missing_modules(name)
+    if missing:
+        raise EngineUnavailable(
+            f"ENGINE: {name} needs the sam extra ({', '.join(missing)} not installed): {SAM_EXTRA_INSTALL}"
+        )
+
+
 def _grabcut(settings: Settings) -> Engine:
     from .core.engines.grabcut import GrabCutEngine
 
@@ -99,11 +108,7 @@ def create_engine(name: str | None = None, settings: Settings | None = None) -> 
     builder = _BUILDERS.get(name)
     if builder is None:
         raise EngineUnavailable(f"ENGINE: unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
-    missing = missing_modules(name)
-    if missing:
-        raise EngineUnavailable(
-            f"ENGINE: {name} needs the sam extra ({', '.join(missing)} not installed): {SAM_EXTRA_INSTALL}"
-        )
+    require_engine_packages(name)
     return builder(settings)
 
 

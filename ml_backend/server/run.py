@@ -8,11 +8,14 @@ import tempfile
 
 import uvicorn
 
+from ..engines_factory import require_engine_packages
 from ..settings import get_settings
 
 
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> int:
     settings = get_settings()
+    # Checked here, once: a worker that cannot import its engine would be restarted forever.
+    require_engine_packages(settings.ENGINE)
     workers = workers or settings.WORKERS
     # Workers read their settings afresh: they share the cores by the real count
     # (TORCH_THREADS), not by the configured one that --workers overrode.
