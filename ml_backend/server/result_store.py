@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 
 from ..errors import ClientError
 from ..settings import Settings
+from .disk_quota import enforce_disk_quota
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,9 @@ class FolderBackend(ResultBackend):
     process) sees a whole file or none.
     """
 
-    def __init__(self, directory: Path, clock: Clock = time.time) -> None:
+    def __init__(self, directory: Path, clock: Clock = time.time, quota_bytes: int | None = None) -> None:
         self.directory = Path(directory)
+        self.quota_bytes = quota_bytes  # RESULT_DISK_QUOTA_MB: every file in the folder counts
         self.directory.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self._last_purge = float("-inf")
@@ -114,6 +116,8 @@ class FolderBackend(ResultBackend):
         except BaseException:
             Path(temporary_name).unlink(missing_ok=True)
             raise
+        if self.quota_bytes is not None:
+            enforce_disk_quota(self.directory, self.quota_bytes, never_evict={SIGNING_KEY_FILE}, keep_newest=name)
 
     def get(self, name: str) -> bytes | None:
         path = self.directory / name
@@ -366,7 +370,7 @@ def build_result_store(settings: Settings, clock: Clock = time.time) -> ResultSt
     if settings.REDIS_URL:
         backend = RedisBackend(settings.REDIS_URL, fallback_dir=settings.RESULT_DIR)
     else:
-        backend = FolderBackend(settings.RESULT_DIR, clock=clock)
+        backend = FolderBackend(settings.RESULT_DIR, clock=clock, quota_bytes=settings.RESULT_DISK_QUOTA_MB * 1024 * 1024)
     if settings.RESULT_SIGNING_KEY:
         signing_key = settings.RESULT_SIGNING_KEY.encode("utf-8")
     elif isinstance(backend, RedisBackend):

@@ -21,9 +21,10 @@ from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_lo
 
 from ..core.cache import KeyLocks, image_digest
 from ..errors import ClientError
-from ..io.fetch import fetch_url
+from ..io.fetch import OriginRule, fetch_url
 from ..io.images import IMAGE_MAX_BYTES, decode_image
 from ..settings import Settings
+from .labelstudio_origin import label_studio_rule
 
 
 @dataclass(frozen=True)
@@ -43,17 +44,24 @@ class LoadedImage:
 class _GuardedAdapter(requests.adapters.BaseAdapter):
     """A requests adapter that fetches with ``fetch_url`` (SSRF rules, size limit, timeouts)."""
 
-    def __init__(self, allowed_hosts: list[str], field: str) -> None:
+    def __init__(self, allowed_hosts: list[str], field: str, label_studio: OriginRule | None = None) -> None:
         super().__init__()
         self.allowed_hosts = allowed_hosts
         self.field = field
+        self.label_studio = label_studio
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # type: ignore[no-untyped-def]
-        headers = {name: value for name, value in request.headers.items() if name.lower() == "authorization"}
+        # Label Studio's token goes to Label Studio's origin and nowhere else.
+        headers = {}
+        if self.label_studio is not None and _same_origin(request.url, self.label_studio):
+            headers = {name: value for name, value in request.headers.items() if name.lower() == "authorization"}
+        rules = [self.label_studio] if self.label_studio is not None else []
         try:
-            body = fetch_url(request.url, self.field, IMAGE_MAX_BYTES, self.allowed_hosts, headers=headers)
+            body = fetch_url(
+                request.url, self.field, IMAGE_MAX_BYTES, self.allowed_hosts, headers=headers, origin_rules=rules
+            )
         except ClientError as error:
-            if "answered HTTP" in error.message:
+            if getattr(error, "http_status", None) is not None:
                 # The SDK retries an older upload path on HTTPError; let it.
                 failure = requests.exceptions.HTTPError(error.message)
                 failure.client_error = error  # type: ignore[attr-defined]
@@ -70,12 +78,25 @@ class _GuardedAdapter(requests.adapters.BaseAdapter):
         pass
 
 
+def _same_origin(url: str, rule: OriginRule) -> bool:
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").rstrip(".")
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        return False
+    return (scheme, host, port) == (rule.scheme, rule.host.rstrip("."), rule.port)
+
+
 class TaskImageLoader:
     """Resolves, fetches, decodes and remembers task images (a small LRU by URL)."""
 
-    def __init__(self, cache_dir: Path, allowed_hosts: list[str], max_images: int = 32) -> None:
+    def __init__(
+        self, cache_dir: Path, allowed_hosts: list[str], max_images: int = 32, label_studio_url: str | None = None
+    ) -> None:
         self.cache_dir = cache_dir
         self.allowed_hosts = allowed_hosts
+        self.label_studio_url = label_studio_url  # LABEL_STUDIO_URL: its fetch errors may be detailed
         self.max_images = max_images
         self._images: OrderedDict[str, LoadedImage] = OrderedDict()
         self._lock = threading.Lock()
@@ -83,7 +104,9 @@ class TaskImageLoader:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TaskImageLoader":
-        return cls(settings.CACHE_DIR / "task-images", settings.fetch_allowed_hosts)
+        return cls(
+            settings.CACHE_DIR / "task-images", list(settings.ALLOWED_FETCH_HOSTS), label_studio_url=settings.LABEL_STUDIO_URL
+        )
 
     def load(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
         if not isinstance(url, str) or not url:
@@ -102,11 +125,8 @@ class TaskImageLoader:
             return loaded
 
     def _download(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
-        allowed = list(self.allowed_hosts)
-        if hostname:
-            allowed.append(urlsplit(hostname).hostname or "")
         session = requests.Session()
-        adapter = _GuardedAdapter(allowed, field="task.data")
+        adapter = _GuardedAdapter(list(self.allowed_hosts), field="task.data", label_studio=label_studio_rule(hostname, self.label_studio_url))
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
