@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     FETCH_DEADLINE_SECONDS: float = Field(25.0, gt=0, le=600)
     # Decoded images in flight per worker, estimated at MEMORY_BYTES_PER_PIXEL; beyond
     # it requests wait up to MEMORY_WAIT_SECONDS, then get 503 with Retry-After.
-    MEMORY_BUDGET_MB: int = Field(1536, ge=64)
+    MEMORY_BUDGET_MB: int = Field(1536, ge=16)
     MEMORY_WAIT_SECONDS: float = Field(30.0, ge=0, le=600)
     # Result (and upload) files in RESULT_DIR; the oldest are evicted beyond it.
     RESULT_DISK_QUOTA_MB: int = Field(2048, ge=1)
