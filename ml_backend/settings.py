@@ -10,7 +10,6 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -117,16 +116,9 @@ class Settings(BaseSettings):
 
     @property
     def fetch_allowed_hosts(self) -> list[str]:
-        """ALLOWED_FETCH_HOSTS, plus Label Studio's own host: its uploads are fair game."""
-        hosts = list(self.ALLOWED_FETCH_HOSTS)
-        if self.LABEL_STUDIO_URL:
-            try:
-                label_studio_host = urlsplit(self.LABEL_STUDIO_URL).hostname
-            except ValueError:
-                label_studio_host = None
-            if label_studio_host:
-                hosts.append(label_studio_host)
-        return hosts
+        """ALLOWED_FETCH_HOSTS only. Label Studio's origin is opened for its own paths, for
+        its /predict only, by ``server.labelstudio_origin`` (not for every port and path)."""
+        return list(self.ALLOWED_FETCH_HOSTS)
 
     @property
     def sam_checkpoint_path(self) -> Path:

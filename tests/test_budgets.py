@@ -194,7 +194,9 @@ def test_large_images_beyond_the_memory_budget_wait_then_get_503(
 
 
 def test_result_folder_keeps_to_its_quota_evicting_the_oldest_of_every_kind(tmp_path: Path) -> None:
-    settings = Settings(RESULT_DIR=tmp_path / "results", REDIS_URL=None, RESULT_SIGNING_KEY=None, RESULT_DISK_QUOTA_MB=1)
+    settings = Settings(
+        RESULT_DIR=tmp_path / "results", REDIS_URL=None, RESULT_SIGNING_KEY=None, RESULT_DISK_QUOTA_MB=1
+    )
     clock = [1_000_000.0]
     store = build_result_store(settings, clock=lambda: clock[0])
     folder = tmp_path / "results"

@@ -59,9 +59,10 @@ def test_access_log_has_no_secrets_and_disconnects_no_tracebacks(backend: Backen
     answer = httpx.get(f"{backend.url}/results/{'a' * 32}.png", params={"Expires": "1", "Signature": SECRET_SIGNATURE})
     assert answer.status_code == 403, answer.text
     boundary = b"cut-off-boundary"
-    body_start = b"--" + boundary + b'\r\nContent-Disposition: form-data; name="Image"; filename="a.png"\r\n\r\n' + b"\x89PNG" * 100
-    _cut_off(backend, b"POST /InteractiveScribbleSegmentation HTTP/1.1\r\nHost: x\r\n"
-             b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\nContent-Length: 1000000\r\n\r\n", body_start)
+    part_head = b'\r\nContent-Disposition: form-data; name="Image"; filename="a.png"\r\n\r\n'
+    body_start = b"--" + boundary + part_head + b"\x89PNG" * 100
+    _cut_off(backend, b"POST /InteractiveScribbleSegmentation HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data;"
+             b" boundary=" + boundary + b"\r\nContent-Length: 1000000\r\n\r\n", body_start)
     _cut_off(backend, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
              b"Content-Length: 100000\r\n\r\n", b'{"tasks": [')
     assert httpx.get(f"{backend.url}/health", timeout=10).status_code == 200

@@ -370,7 +370,8 @@ def build_result_store(settings: Settings, clock: Clock = time.time) -> ResultSt
     if settings.REDIS_URL:
         backend = RedisBackend(settings.REDIS_URL, fallback_dir=settings.RESULT_DIR)
     else:
-        backend = FolderBackend(settings.RESULT_DIR, clock=clock, quota_bytes=settings.RESULT_DISK_QUOTA_MB * 1024 * 1024)
+        quota_bytes = settings.RESULT_DISK_QUOTA_MB * 1024 * 1024
+        backend = FolderBackend(settings.RESULT_DIR, clock=clock, quota_bytes=quota_bytes)
     if settings.RESULT_SIGNING_KEY:
         signing_key = settings.RESULT_SIGNING_KEY.encode("utf-8")
     elif isinstance(backend, RedisBackend):

@@ -20,7 +20,7 @@ import requests
 from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_local_path, http_session
 
 from ..core.cache import KeyLocks, image_digest
-from ..errors import ClientError
+from ..errors import ClientError, DownloadError
 from ..io.fetch import OriginRule, fetch_url
 from ..io.images import IMAGE_MAX_BYTES, decode_image
 from ..settings import Settings
@@ -61,7 +61,7 @@ class _GuardedAdapter(requests.adapters.BaseAdapter):
                 request.url, self.field, IMAGE_MAX_BYTES, self.allowed_hosts, headers=headers, origin_rules=rules
             )
         except ClientError as error:
-            if getattr(error, "http_status", None) is not None:
+            if isinstance(error, DownloadError) and error.http_status is not None:
                 # The SDK retries an older upload path on HTTPError; let it.
                 failure = requests.exceptions.HTTPError(error.message)
                 failure.client_error = error  # type: ignore[attr-defined]
@@ -105,7 +105,9 @@ class TaskImageLoader:
     @classmethod
     def from_settings(cls, settings: Settings) -> "TaskImageLoader":
         return cls(
-            settings.CACHE_DIR / "task-images", list(settings.ALLOWED_FETCH_HOSTS), label_studio_url=settings.LABEL_STUDIO_URL
+            settings.CACHE_DIR / "task-images",
+            list(settings.ALLOWED_FETCH_HOSTS),
+            label_studio_url=settings.LABEL_STUDIO_URL,
         )
 
     def load(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
@@ -126,7 +128,8 @@ class TaskImageLoader:
 
     def _download(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
         session = requests.Session()
-        adapter = _GuardedAdapter(list(self.allowed_hosts), field="task.data", label_studio=label_studio_rule(hostname, self.label_studio_url))
+        rule = label_studio_rule(hostname, self.label_studio_url)
+        adapter = _GuardedAdapter(list(self.allowed_hosts), field="task.data", label_studio=rule)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
