@@ -372,5 +372,6 @@ def _download_error(error: HTTPError, field: str, timeout: urllib3.Timeout) -> D
     elif isinstance(error, ReadTimeoutError):
         message = f"the server stopped sending; timed out after {timeout.read_timeout:g} s"
     else:
-        message = f"the download failed ({error})"
+        # The class only: urllib3's own text may name the address the host resolved to.
+        message = f"the download failed ({type(error).__name__})"
     return DownloadError(field, f"{field}: {message}")
