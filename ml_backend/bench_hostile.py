@@ -163,7 +163,9 @@ def bench_trickle(fetches: int = 45, upload_side: int = 64) -> dict:
 
 def bench_memory(uploads: int = 12, side: int = 4096) -> dict:
     parts = _upload_parts(side, side)
-    with soak.running_server(1, {"ENGINE": "grabcut"}, "bench-hostile-memory-") as server:
+    # The configured engine (the default one unless ENGINE is set), as a deployed server runs.
+    with soak.running_server(1, {}, "bench-hostile-memory-") as server:
+        engine = httpx.get(f"{server.url}/health", timeout=10).json()["engine"]
         time.sleep(1.0)
         with soak.RssSampler(server.port, interval_s=0.1) as sampler:
             started = time.perf_counter()
@@ -178,7 +180,7 @@ def bench_memory(uploads: int = 12, side: int = 4096) -> dict:
             time.sleep(1.0)
         memory = sampler.summary(timeline_points=8)
     return {
-        "scenario": "memory", "uploads": uploads, "side": side, "seconds": round(seconds, 1),
+        "scenario": "memory", "engine": engine, "uploads": uploads, "side": side, "seconds": round(seconds, 1),
         "statuses": dict(sorted(Counter(answer.status_code for answer in answers).items())),
         "rss_start_mb": memory["start_mb"], "rss_peak_mb": memory["peak_mb"], "rss_end_mb": memory["end_mb"],
     }
@@ -190,9 +192,12 @@ SCENARIOS = {"touches": bench_touches, "trickle": bench_trickle, "memory": bench
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml_backend.bench_hostile", description=__doc__.split("\n")[0])
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument("--uploads", type=int, default=12, help="memory: concurrent uploads")
+    parser.add_argument("--side", type=int, default=4096, help="memory: image side in pixels")
     args = parser.parse_args(argv)
+    options = {"memory": {"uploads": args.uploads, "side": args.side}}
     for name in SCENARIOS if args.scenario == "all" else [args.scenario]:
-        print(json.dumps(SCENARIOS[name]()), flush=True)
+        print(json.dumps(SCENARIOS[name](**options.get(name, {}))), flush=True)
     return 0
 
 

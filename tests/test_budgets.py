@@ -156,7 +156,8 @@ def test_large_images_beyond_the_memory_budget_wait_then_get_503(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 512x512 is estimated at 10 MiB: one fits a 16 MB budget, two do not.
-    client = make_client(tmp_path, MEMORY_BUDGET_MB=16, MEMORY_WAIT_SECONDS=0.5)
+    # The default engine, estimated at BYTES_PER_PIXEL (plain GrabCut needs more).
+    client = make_client(tmp_path, ENGINE="geodesic_grabcut", MEMORY_BUDGET_MB=16, MEMORY_WAIT_SECONDS=0.5)
     files = upload_files(512, 512)
     entered, release = threading.Event(), threading.Event()
     real_segment = scribble_api.segment_inputs

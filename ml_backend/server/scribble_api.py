@@ -45,7 +45,7 @@ from ..settings import Settings
 from .metrics import ROUNDS
 from .api_keys import require_api_key
 from .fetch_pool import FetchPool
-from .memory_budget import MemoryBudget, estimate_image_bytes
+from .memory_budget import MemoryBudget
 from .public_url import result_base_url
 from .result_store import ResultStore
 
@@ -527,7 +527,7 @@ async def handle_segmentation(
     segmenter: Segmenter = request.app.state.service.segmenter
     slots = _segmentation_slots(request, settings)
     budget: MemoryBudget = request.app.state.memory_budget
-    async with budget.reserve(estimate_image_bytes(inputs["image"].data)):
+    async with budget.reserve(budget.estimate(inputs["image"].data)):
         result = await run_in_threadpool(_run_limited, slots, lambda: segment_inputs(segmenter, inputs, options))
     ROUNDS.labels("scribble_api").inc()
 
