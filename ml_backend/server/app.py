@@ -9,17 +9,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import ClientError, Overloaded
 from ..settings import Settings, get_settings
-from starlette.requests import ClientDisconnect
-
 from .docs_access import DocsAccessMiddleware
 from .fetch_pool import FetchPool
 from .labelstudio_api import router as labelstudio_router
+from .labelstudio_predictor import LabelStudioPredictor
 from .log_redaction import client_disconnected, install_log_redaction
 from .memory_budget import MemoryBudget
-from .labelstudio_predictor import LabelStudioPredictor
 from .metrics import install_metrics
 from .result_store import build_result_store
 from .scribble_api import router as scribble_router
