@@ -223,3 +223,28 @@ def test_result_folder_keeps_to_its_quota_evicting_the_oldest_of_every_kind(tmp_
     assert kept == sorted(result.name for result in saved[-len(kept):]) and len(kept) == 3
     newest = saved[-1]
     assert store.open(newest.name, str(newest.expires), newest.signature).content == bytes([5]) * 300_000
+
+
+def test_label_studio_task_images_count_against_the_fetch_slots(tmp_path: Path) -> None:
+    # A Label Studio (or a host a /setup named) that trickles its uploads holds at most
+    # FETCH_CONCURRENCY fetches; the next /predict gets 503 at once, not a thread.
+    with RecordingHost("127.0.0.2", token=TOKEN, trickle_prefix="/") as slow:
+        client = make_client(tmp_path, LABEL_STUDIO_URL=slow.origin, LABEL_STUDIO_API_KEY=TOKEN,
+                             FETCH_CONCURRENCY=1, FETCH_DEADLINE_SECONDS=3)
+        body = predict_body_with_touches(
+            '{"type": "add", "relativePoints": [40.0, 50.0, 40.1, 50.0], "relativeStrokeWidth": 2}', 1
+        )
+        headers = {"Content-Type": "application/json"}
+        first: list[Any] = []
+        holder = threading.Thread(target=lambda: first.append(client.post("/predict", content=body, headers=headers)))
+        holder.start()
+        deadline = time.monotonic() + 10
+        while not slow.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert slow.requests, "the first /predict never reached Label Studio"
+        second = client.post("/predict", content=body.replace(b"scene.png", b"other.png"),
+                             headers=headers)
+        assert second.status_code == 503, second.text
+        assert "FETCH_CONCURRENCY" in second.json()["Message"] and int(second.headers["Retry-After"]) >= 1
+        holder.join(30)
+    assert first and first[0].status_code == 400 and "timed out" in first[0].json()["Message"], first

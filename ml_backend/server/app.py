@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.fetch_pool = FetchPool.from_settings(settings)
     app.state.memory_budget = MemoryBudget.from_settings(settings)
     image_loader = TaskImageLoader.from_settings(settings)
+    image_loader.fetch_pool = app.state.fetch_pool
     precomputer = None
     if settings.PRECOMPUTE == "queue":
         if app.state.service.redis_client is None:

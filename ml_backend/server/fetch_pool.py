@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import Overloaded
@@ -57,17 +57,31 @@ class FetchPool:
             self._in_flight -= 1
 
     def _fetch_then_release(self, url: str, field: str, max_bytes: int, allowed_hosts: Sequence[str],
-                            origin_rules: Sequence[OriginRule]) -> bytes:
+                            origin_rules: Sequence[OriginRule], headers: Mapping[str, str] | None = None) -> bytes:
         # Released by the thread itself: a request that gave up (client gone) still
         # holds its slot until the fetch really ends, so the count never lies.
         try:
             connect = min(MAX_CONNECT_SECONDS, self.deadline_seconds * CONNECT_SHARE)
             return fetch_url(
-                url, field, max_bytes, allowed_hosts,
-                connect_timeout=connect, read_timeout=self.deadline_seconds - connect, origin_rules=origin_rules,
+                url, field, max_bytes, allowed_hosts, connect_timeout=connect,
+                read_timeout=self.deadline_seconds - connect, headers=headers, origin_rules=origin_rules,
             )
         finally:
             self._release_slot()
+
+    def fetch_blocking(self, url: str, field: str, max_bytes: int, allowed_hosts: Sequence[str] = (),
+                       headers: Mapping[str, str] | None = None, origin_rules: Sequence[OriginRule] = ()) -> bytes:
+        """The same for code already on a worker thread (Label Studio's task images): it
+        waits, but the number of such fetches at once is bounded with the others."""
+        self._take_slot()
+        try:
+            future = self._executor.submit(
+                self._fetch_then_release, url, field, max_bytes, allowed_hosts, origin_rules, headers
+            )
+        except BaseException:
+            self._release_slot()
+            raise
+        return future.result()
 
     async def fetch(self, url: str, field: str, max_bytes: int, allowed_hosts: Sequence[str] = (),
                     origin_rules: Sequence[OriginRule] = ()) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,11 +45,18 @@ class LoadedImage:
 class _GuardedAdapter(requests.adapters.BaseAdapter):
     """A requests adapter that fetches with ``fetch_url`` (SSRF rules, size limit, timeouts)."""
 
-    def __init__(self, allowed_hosts: list[str], field: str, label_studio: OriginRule | None = None) -> None:
+    def __init__(
+        self,
+        allowed_hosts: list[str],
+        field: str,
+        label_studio: OriginRule | None = None,
+        fetch: Callable[..., bytes] = fetch_url,
+    ) -> None:
         super().__init__()
         self.allowed_hosts = allowed_hosts
         self.field = field
         self.label_studio = label_studio
+        self.fetch = fetch  # fetch_url, or the server's FetchPool.fetch_blocking
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # type: ignore[no-untyped-def]
         # Label Studio's token goes to Label Studio's origin and nowhere else.
@@ -57,7 +65,7 @@ class _GuardedAdapter(requests.adapters.BaseAdapter):
             headers = {name: value for name, value in request.headers.items() if name.lower() == "authorization"}
         rules = [self.label_studio] if self.label_studio is not None else []
         try:
-            body = fetch_url(
+            body = self.fetch(
                 request.url, self.field, IMAGE_MAX_BYTES, self.allowed_hosts, headers=headers, origin_rules=rules
             )
         except ClientError as error:
@@ -97,6 +105,7 @@ class TaskImageLoader:
         self.cache_dir = cache_dir
         self.allowed_hosts = allowed_hosts
         self.label_studio_url = label_studio_url  # LABEL_STUDIO_URL: its fetch errors may be detailed
+        self.fetch_pool = None  # set by the app: fetches then count against FETCH_CONCURRENCY
         self.max_images = max_images
         self._images: OrderedDict[str, LoadedImage] = OrderedDict()
         self._lock = threading.Lock()
@@ -129,7 +138,8 @@ class TaskImageLoader:
     def _download(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
         session = requests.Session()
         rule = label_studio_rule(hostname, self.label_studio_url)
-        adapter = _GuardedAdapter(list(self.allowed_hosts), field="task.data", label_studio=rule)
+        fetch = self.fetch_pool.fetch_blocking if self.fetch_pool is not None else fetch_url
+        adapter = _GuardedAdapter(list(self.allowed_hosts), field="task.data", label_studio=rule, fetch=fetch)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         self.cache_dir.mkdir(parents=True, exist_ok=True)

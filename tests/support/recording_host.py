@@ -19,6 +19,7 @@ class Recorded:
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     token: str | None = None  # when set, files are served only with "Authorization: Token <token>"
+    trickle_prefix: str = "/trickle"  # paths under it get 1 byte a second
     release: threading.Event = field(default_factory=threading.Event)
 
 
@@ -37,7 +38,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         recorded = self.server.recorded
         recorded.requests.append((self.path, self.headers.get("Authorization")))
         path = self.path.split("?", 1)[0]
-        if path.startswith("/trickle"):
+        if path.startswith(recorded.trickle_prefix):
             self.send_response(200)
             self.send_header("Content-Length", "1000000")
             self.end_headers()
@@ -62,9 +63,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class RecordingHost:
-    def __init__(self, address: str, token: str | None = None) -> None:
+    def __init__(self, address: str, token: str | None = None, trickle_prefix: str = "/trickle") -> None:
         self.address = address
-        self.recorded = Recorded(token=token)
+        self.recorded = Recorded(token=token, trickle_prefix=trickle_prefix)
         self._server = _Server((address, 0), _Handler)
         self._server.recorded = self.recorded
 
