@@ -63,8 +63,9 @@ class OriginRule:
     def covers(self, scheme: str, host: str, port: int, path: str) -> bool:
         if (scheme, host.rstrip("."), port) != (self.scheme, self.host.rstrip("."), self.port):
             return False
-        # The path as sent: ".." segments or encoded slashes must not climb out of a prefix.
-        if ".." in path or "%2f" in path.lower() or "%5c" in path.lower() or "\\" in path:
+        # Dot segments, plain or percent-encoded, must not climb out of a prefix.
+        decoded = unquote(path)
+        if "\\" in decoded or any(segment in (".", "..") for segment in decoded.split("/")):
             return False
         return any(path.startswith(prefix) for prefix in self.path_prefixes)
 
