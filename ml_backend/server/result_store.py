@@ -166,12 +166,13 @@ class RedisBackend(ResultBackend):
     ``FolderBackend``, shared by this machine's workers) and looked up there too.
     """
 
-    def __init__(self, url: str, fallback_dir: Path | None = None) -> None:
+    def __init__(self, url: str, fallback_dir: Path | None = None, fallback_quota_bytes: int | None = None) -> None:
         import redis
 
         self.client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
         self._redis_error: type[Exception] = redis.RedisError
         self._fallback_dir = fallback_dir
+        self._fallback_quota_bytes = fallback_quota_bytes
         self._fallback: FolderBackend | None = None
         self._fallback_lock = threading.Lock()
 
@@ -180,7 +181,7 @@ class RedisBackend(ResultBackend):
             return None
         with self._fallback_lock:
             if self._fallback is None:
-                self._fallback = FolderBackend(self._fallback_dir)
+                self._fallback = FolderBackend(self._fallback_dir, quota_bytes=self._fallback_quota_bytes)
             return self._fallback
 
     def put(self, name: str, content: bytes, ttl_seconds: int) -> None:
@@ -367,10 +368,10 @@ def build_result_store(settings: Settings, clock: Clock = time.time) -> ResultSt
     """Redis when ``REDIS_URL`` is set, else the folder ``RESULT_DIR``."""
     backend: ResultBackend
     signing_key: bytes | Callable[[], bytes]
+    quota_bytes = settings.RESULT_DISK_QUOTA_MB * 1024 * 1024
     if settings.REDIS_URL:
-        backend = RedisBackend(settings.REDIS_URL, fallback_dir=settings.RESULT_DIR)
+        backend = RedisBackend(settings.REDIS_URL, fallback_dir=settings.RESULT_DIR, fallback_quota_bytes=quota_bytes)
     else:
-        quota_bytes = settings.RESULT_DISK_QUOTA_MB * 1024 * 1024
         backend = FolderBackend(settings.RESULT_DIR, clock=clock, quota_bytes=quota_bytes)
     if settings.RESULT_SIGNING_KEY:
         signing_key = settings.RESULT_SIGNING_KEY.encode("utf-8")
