@@ -10,7 +10,6 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from platformdirs import user_cache_path, user_data_path
 from pydantic import Field, ValidationError, field_validator
@@ -86,7 +85,25 @@ class Settings(BaseSettings):
     API_KEYS: CommaList = []
     ALLOWED_FETCH_HOSTS: CommaList = []
 
-    @field_validator("NEGATIVE_LABELS", "API_KEYS", "ALLOWED_FETCH_HOSTS", mode="before")
+    # Budgets and exposure (issue 19): limits that hold under hostile load.
+    # Remote fetches (image URLs) run on their own threads, at most this many at once
+    # per worker; more get 503 with Retry-After instead of holding compute threads.
+    FETCH_CONCURRENCY: int = Field(16, ge=1, le=1024)
+    # The whole of one fetch (connect, redirects, body) must end within this many seconds.
+    FETCH_DEADLINE_SECONDS: float = Field(25.0, gt=0, le=600)
+    # Decoded images in flight per worker, estimated at MEMORY_BYTES_PER_PIXEL; beyond
+    # it requests wait up to MEMORY_WAIT_SECONDS, then get 503 with Retry-After.
+    MEMORY_BUDGET_MB: int = Field(1536, ge=16)
+    MEMORY_WAIT_SECONDS: float = Field(30.0, ge=0, le=600)
+    # Result (and upload) files in RESULT_DIR; the oldest are evicted beyond it.
+    RESULT_DISK_QUOTA_MB: int = Field(2048, ge=1)
+    # Host names (Host header) a ResultUrl may be built from when PUBLIC_URL is unset.
+    TRUSTED_HOSTS: CommaList = []
+    # With BASIC_AUTH_* or API_KEYS set, /docs and /openapi.json need them; these two too?
+    METRICS_AUTH: bool = True
+    HEALTH_AUTH: bool = False
+
+    @field_validator("NEGATIVE_LABELS", "API_KEYS", "ALLOWED_FETCH_HOSTS", "TRUSTED_HOSTS", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -114,16 +131,9 @@ class Settings(BaseSettings):
 
     @property
     def fetch_allowed_hosts(self) -> list[str]:
-        """ALLOWED_FETCH_HOSTS, plus Label Studio's own host: its uploads are fair game."""
-        hosts = list(self.ALLOWED_FETCH_HOSTS)
-        if self.LABEL_STUDIO_URL:
-            try:
-                label_studio_host = urlsplit(self.LABEL_STUDIO_URL).hostname
-            except ValueError:
-                label_studio_host = None
-            if label_studio_host:
-                hosts.append(label_studio_host)
-        return hosts
+        """ALLOWED_FETCH_HOSTS only. Label Studio's origin is opened for its own paths, for
+        its /predict only, by ``server.labelstudio_origin`` (not for every port and path)."""
+        return list(self.ALLOWED_FETCH_HOSTS)
 
     @property
     def sam_checkpoint_path(self) -> Path:

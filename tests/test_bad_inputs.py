@@ -467,9 +467,17 @@ def test_webhook_and_setup_shrug_off_garbage(client: TestClient) -> None:
     ):
         answer = client.post("/webhook", json=body)
         assert answer.status_code == 200 and answer.json()["status"] == "ok", answer.text
-    for body in ({}, {"hostname": 5, "access_token": ["x"], "project": 1, "schema": {}}):
+    for body in ({}, {"project": 1, "schema": {}}):
         answer = client.post("/setup", json=body)
         assert answer.status_code == 200 and "model_version" in answer.json(), answer.text
+    # A hostname or token that is not what Label Studio sends is refused (issue 19).
+    for body, field in (({"hostname": 5}, "hostname"), ({"hostname": "javascript:alert(1)"}, "hostname"),
+                        ({"access_token": ["x"]}, "access_token")):
+        assert_refused(client.post("/setup", json=body), 400, "InvalidParameter", field)
+    # JSON only: a text/plain body is what a web page can send without a CORS preflight.
+    for path in ("/setup", "/predict", "/webhook"):
+        answer = client.post(path, content=json.dumps({}).encode(), headers={"Content-Type": "text/plain"})
+        assert_refused(answer, 415, "UnsupportedMediaType", "Content-Type")
     assert_still_serving(client)
 
 

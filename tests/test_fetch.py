@@ -24,7 +24,7 @@ from PIL import Image
 
 from ml_backend.errors import ClientError
 from ml_backend.io import fetch
-from ml_backend.io.fetch import fetch_url, parse_allowed_hosts
+from ml_backend.io.fetch import OriginRule, fetch_url, parse_allowed_hosts
 
 SERVER_ADDRESS = "127.0.0.2"
 ALLOWED = ("127.0.0.2",)
@@ -78,7 +78,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         seen = self.server.seen
         seen.requests.append((self.path, self.headers.get("Host"), self.headers.get("Authorization")))
         path, _, query = self.path.partition("?")
-        if path == "/image.png":
+        if path in ("/image.png", "/data/upload/1/image.png"):
             self.reply(200, IMAGE)
         elif path == "/missing":
             self.reply(404, b"not here")
@@ -313,8 +313,9 @@ def test_connect_timeout(connections: list) -> None:
         ("http://[::ffff:10.0.0.1]/", "private"),
         ("http://[2002:a9fe:a9fe::]/", "link-local"),  # 6to4 of 169.254.169.254
         ("http://[64:ff9b::a01:203]/", "private"),  # NAT64 of 10.1.2.3
-        ("http://2130706433/", "loopback"),  # 127.0.0.1 written as one number
-        ("http://localhost/", "loopback"),
+        # Names: refused without saying what they resolve to (issue 19).
+        ("http://2130706433/", "resolves to an address of the server's own networks"),  # 127.0.0.1 as one number
+        ("http://localhost/", "resolves to an address of the server's own networks"),
     ],
 )
 def test_forbidden_destinations_refused_before_connecting(url: str, reason: str, connections: list) -> None:
@@ -381,7 +382,9 @@ def test_three_redirects_followed_four_refused(server: LocalServer, connections:
 def test_dns_answer_with_any_forbidden_address_refused(server: LocalServer, connections: list, fake_dns: dict) -> None:
     fake_dns["rebind.test"] = [[SERVER_ADDRESS, "127.0.0.1"]]
     error = refusal(f"http://rebind.test:{server.server_port}/image.png")
-    assert error.code == "InvalidImage.Url" and "127.0.0.1" in error.message
+    assert error.code == "InvalidImage.Url" and "own networks" in error.message
+    # What a name resolves to is not told (issue 19: a probe learned internal addresses).
+    assert "127.0.0.1" not in error.message and SERVER_ADDRESS not in error.message
     assert connections == [] and server.seen.requests == []
 
 
@@ -463,3 +466,39 @@ def test_a_malformed_url_is_a_client_error_not_a_crash():
 
     with pytest.raises(ClientError, match="malformed"):
         fetch_url("http://[::1", "ImageUrl", 1000)
+
+
+# ------------------------------------------------------------------ origin rules (issue 19)
+
+
+def test_origin_rule_opens_one_origin_for_its_paths_only(server: LocalServer, connections: list) -> None:
+    rule = OriginRule("http", SERVER_ADDRESS, server.server_port, ("/data/",))
+    url = f"{server.base}/data/upload/1/image.png"
+    assert fetch_url(url, "task.data", MAX_BYTES, allowed_hosts=(), origin_rules=[rule]) == IMAGE
+    # The same origin's other paths, and climbing out of the prefix, stay refused.
+    for path in ("/image.png", "/data/../image.png", "/data/%2e%2e%2fimage.png"):
+        error = refusal(f"{server.base}{path}", allowed_hosts=(), origin_rules=[rule])
+        assert error.code == "InvalidImage.Url" and "loopback" in error.message, path
+    # So does another port of the same host.
+    error = refusal(f"http://{SERVER_ADDRESS}:{server.server_port + 1}/data/upload/1/image.png",
+                    allowed_hosts=(), origin_rules=[rule])
+    assert error.code == "InvalidImage.Url"
+    assert connections == [(SERVER_ADDRESS, server.server_port)]
+
+
+def test_failures_through_an_origin_rule_read_alike(server: LocalServer, connections: list) -> None:
+    # A repointed Label Studio origin must not make a port scanner: closed port, error
+    # status and a protocol error all read the same (the status stays an attribute).
+    with socket.socket() as probe:
+        probe.bind((SERVER_ADDRESS, 0))
+        closed_port = probe.getsockname()[1]
+    messages = []
+    for port, path in ((closed_port, "/data/x.png"), (server.server_port, "/missing")):
+        rule = OriginRule("http", SERVER_ADDRESS, port, ("/",))
+        error = refusal(f"http://{SERVER_ADDRESS}:{port}{path}", allowed_hosts=(), origin_rules=[rule])
+        assert error.code == "InvalidImage.Download"
+        messages.append(error.message)
+        if port == server.server_port:
+            assert error.http_status == 404  # type: ignore[attr-defined]
+    assert messages[0] == messages[1], messages
+    assert str(closed_port) not in messages[0] and "404" not in messages[1]

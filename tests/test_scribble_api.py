@@ -782,19 +782,38 @@ def test_urls_into_the_servers_own_networks_are_refused(
         assert "ALLOWED_FETCH_HOSTS" in body["Message"]
 
 
-def test_label_studio_host_is_allowed_without_listing_it(
+def test_label_studio_host_is_no_fetch_host_for_the_scribble_api(
     tmp_path: Path, scene: Scene, image_server: ImageServer
 ) -> None:
+    # Label Studio's origin opens its own paths to Label Studio's /predict only; the
+    # scribble API fetches from it only when ALLOWED_FETCH_HOSTS lists it (issue 19).
     refusing = TestClient(create_app(make_settings(tmp_path / "a", ALLOWED_FETCH_HOSTS=[])))
     assert_error(refusing.get("/", params=query(scene)), 400, "InvalidImage.Url")
-    allowing = TestClient(
+    with_label_studio = TestClient(
         create_app(
             make_settings(
                 tmp_path / "b", ALLOWED_FETCH_HOSTS=[], LABEL_STUDIO_URL=f"http://{SERVER_HOST}:{image_server.port}"
             )
         )
     )
-    succeed(allowing.get("/", params=query(scene)))
+    assert_error(with_label_studio.get("/", params=query(scene)), 400, "InvalidImage.Url")
+    listed = TestClient(create_app(make_settings(tmp_path / "c", ALLOWED_FETCH_HOSTS=[SERVER_HOST])))
+    succeed(listed.get("/", params=query(scene)))
+
+
+def test_result_url_never_takes_an_arbitrary_host_header(tmp_path: Path, scene: Scene) -> None:
+    # Without PUBLIC_URL, Host: evil.example must not turn into a link to evil.example.
+    plain = TestClient(create_app(make_settings(tmp_path / "a")))
+    url = succeed(plain.get("/", params=query(scene), headers={"Host": "evil.example"}))["Data"]["ResultUrl"]
+    assert "evil.example" not in url and url.startswith("http://testserver/results/"), url
+    trusted = TestClient(create_app(make_settings(tmp_path / "b", TRUSTED_HOSTS=["segment.example"])))
+    url = succeed(trusted.get("/", params=query(scene), headers={"Host": "segment.example:8443"}))["Data"]["ResultUrl"]
+    assert url.startswith("http://segment.example:8443/results/"), url
+    url = succeed(trusted.get("/", params=query(scene), headers={"Host": "evil.example"}))["Data"]["ResultUrl"]
+    assert "evil.example" not in url, url
+    public = TestClient(create_app(make_settings(tmp_path / "c", PUBLIC_URL="https://seg.example.org/api/")))
+    url = succeed(public.get("/", params=query(scene), headers={"Host": "evil.example"}))["Data"]["ResultUrl"]
+    assert url.startswith("https://seg.example.org/api/results/"), url
 
 
 # ------------------------------------------------------------------ API keys

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
-from ml_backend.errors import ClientError
+from ml_backend.errors import ClientError, DownloadError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,7 +33,7 @@ USER_AGENT = "scribble-ml-backend"
 _NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 
 
-class UpstreamStatusError(ClientError):
+class UpstreamStatusError(DownloadError):
     """The image server answered, but not with the image: ``upstream_status`` is its HTTP status.
 
     A caller with another URL to try (Label Studio's older upload path) tells this
@@ -41,9 +41,7 @@ class UpstreamStatusError(ClientError):
     """
 
     def __init__(self, field: str, upstream_status: int, url: str) -> None:
-        super().__init__(
-            "InvalidImage.Download", f"{field}: the server answered HTTP {upstream_status} for {url}", field=field
-        )
+        super().__init__(field, f"{field}: the server answered HTTP {upstream_status} for {url}", upstream_status)
         self.upstream_status = upstream_status
         self.url = url
 
@@ -56,6 +54,33 @@ class _Target:
     port: int
     path_and_query: str
     basic_auth: str | None
+
+
+@dataclass(frozen=True)
+class OriginRule:
+    """One origin (scheme, host, port) that may be fetched from although its address is
+    not public, for the listed path prefixes only: Label Studio on the same machine or
+    network serves its uploads there, and nothing else on that host is the server's
+    business (another port, or the same port's other paths, stays refused).
+
+    With ``uniform_errors``, failures fetching from such an origin are reported in one
+    message, so a caller who could point the origin somewhere (an unauthenticated
+    /setup) learns nothing about which ports are open or what they answer."""
+
+    scheme: str
+    host: str  # lower case, IPv6 without brackets
+    port: int
+    path_prefixes: tuple[str, ...]
+    uniform_errors: bool = True
+
+    def covers(self, scheme: str, host: str, port: int, path: str) -> bool:
+        if (scheme, host.rstrip("."), port) != (self.scheme, self.host.rstrip("."), self.port):
+            return False
+        # Dot segments, plain or percent-encoded, must not climb out of a prefix.
+        decoded = unquote(path)
+        if "\\" in decoded or any(segment in (".", "..") for segment in decoded.split("/")):
+            return False
+        return any(path.startswith(prefix) for prefix in self.path_prefixes)
 
 
 def parse_allowed_hosts(text: str) -> list[str]:
@@ -80,6 +105,7 @@ def fetch_url(
     read_timeout: float = 20,
     max_redirects: int = 3,
     headers: Mapping[str, str] | None = None,
+    origin_rules: Sequence[OriginRule] = (),
 ) -> bytes:
     """GET ``url`` and return its body (at most ``max_bytes``), or raise ``ClientError``.
 
@@ -87,6 +113,7 @@ def fetch_url(
     read_timeout`` seconds, so a server that trickles bytes cannot hold a worker.
     ``headers`` (e.g. a Label Studio token) are sent to the original origin only,
     never to a redirect target elsewhere (a presigned storage URL, say).
+    ``origin_rules`` open non-public origins for some paths (see ``OriginRule``).
     """
     allowed_names, allowed_networks = _split_allowed(allowed_hosts)
     deadline_s = connect_timeout + read_timeout
@@ -95,14 +122,19 @@ def fetch_url(
     origin = (target.scheme, target.host, target.port)
     for redirects_followed in range(max_redirects + 1):
         if time.monotonic() > deadline:
-            raise ClientError(
-                "InvalidImage.Download", f"{field}: the download timed out after {deadline_s:g} s", field=field
-            )
-        address = _checked_address(target, field, allowed_names, allowed_networks)
+            raise DownloadError(field, f"{field}: the download timed out after {deadline_s:g} s")
+        rule = _rule_for(target, origin_rules)
+        try:
+            address = _checked_address(target, field, allowed_names, allowed_networks, rule)
+        except DownloadError as error:
+            raise _uniform(error, field, rule) from None
         extra_headers = headers if (target.scheme, target.host, target.port) == origin else None
         pool = _pool_for(target, address, connect_timeout, read_timeout)
         try:
-            response = _send(pool, target, extra_headers, field)
+            try:
+                response = _send(pool, target, extra_headers, field)
+            except DownloadError as error:
+                raise _uniform(error, field, rule) from None
             try:
                 if response.status in REDIRECT_STATUSES and response.headers.get("Location"):
                     try:
@@ -110,21 +142,39 @@ def fetch_url(
                     except ValueError:
                         location = response.headers["Location"]  # _parse_target refuses it with the reason
                     if redirects_followed == max_redirects:
-                        raise ClientError(
-                            "InvalidImage.Download",
-                            f"{field}: more than {max_redirects} redirects (the last one to {location})",
-                            field=field,
+                        raise DownloadError(
+                            field, f"{field}: more than {max_redirects} redirects (the last one to {location})"
                         )
                     target = _parse_target(location, field, via=target.url)
                     continue
                 if not 200 <= response.status < 300:
-                    raise UpstreamStatusError(field, response.status, target.url)
-                return _read_limited(response, field, max_bytes, deadline, deadline_s, pool.timeout)
+                    failure = UpstreamStatusError(field, response.status, target.url)
+                    raise _uniform(failure, field, rule)
+                try:
+                    return _read_limited(response, field, max_bytes, deadline, deadline_s, pool.timeout)
+                except DownloadError as error:
+                    raise _uniform(error, field, rule) from None
             finally:
                 response.release_conn()
         finally:
             pool.close()
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _rule_for(target: _Target, origin_rules: Sequence[OriginRule]) -> OriginRule | None:
+    path = target.path_and_query.split("?", 1)[0]
+    return next((rule for rule in origin_rules if rule.covers(target.scheme, target.host, target.port, path)), None)
+
+
+def _uniform(error: DownloadError, field: str, rule: OriginRule | None) -> DownloadError:
+    """Through an origin rule, every failure reads the same (``http_status`` is kept for the caller)."""
+    if rule is None or not rule.uniform_errors:
+        return error
+    return DownloadError(
+        field,
+        f"{field}: the file could not be downloaded from Label Studio (no answer, an error status, or too slow)",
+        error.http_status,
+    )
 
 
 def _split_allowed(allowed_hosts: Sequence[str]) -> tuple[set[str], list[IPNetwork]]:
@@ -174,24 +224,29 @@ def _parse_target(url: str, field: str, via: str | None) -> _Target:
 
 
 def _checked_address(
-    target: _Target, field: str, allowed_names: set[str], allowed_networks: list[IPNetwork]
+    target: _Target,
+    field: str,
+    allowed_names: set[str],
+    allowed_networks: list[IPNetwork],
+    rule: OriginRule | None = None,
 ) -> IPAddress:
     """Resolve once; refuse if any address is off-limits; return the one to connect to."""
     try:
         addresses = [ipaddress.ip_address(target.host)]
-        where = "is"
+        literal = True
     except ValueError:
         addresses = _resolve_addresses(target.host, target.port, field)
-        where = ""
-    if target.host.rstrip(".") in allowed_names:
+        literal = False
+    if target.host.rstrip(".") in allowed_names or rule is not None:
         return addresses[0]
     for address in addresses:
         reason = _forbidden_reason(address)
         if reason is not None and not any(address in network for network in allowed_networks):
-            where = where or f"resolves to {address},"
+            # What a name resolves to is the server's business: say only that it is refused.
+            what = f"is a {reason} address" if literal else "resolves to an address of the server's own networks"
             raise ClientError(
                 "InvalidImage.Url",
-                f"{field}: {target.host} {where} a {reason} address; the server fetches nothing from "
+                f"{field}: {target.host} {what}; the server fetches nothing from "
                 f"its own networks unless allowed with ALLOWED_FETCH_HOSTS",
                 field=field,
             )
@@ -201,10 +256,8 @@ def _checked_address(
 def _resolve_addresses(host: str, port: int, field: str) -> list[IPAddress]:
     try:
         answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
-        raise ClientError(
-            "InvalidImage.Download", f"{field}: the host {host} cannot be resolved ({error})", field=field
-        ) from None
+    except (socket.gaierror, UnicodeError):
+        raise DownloadError(field, f"{field}: the host {host} cannot be resolved") from None
     addresses: list[IPAddress] = []
     for _family, _type, _protocol, _canonical_name, socket_address in answers:
         # Scope ids ("fe80::1%eth0") are dropped: the check is about the address itself.
@@ -212,7 +265,7 @@ def _resolve_addresses(host: str, port: int, field: str) -> list[IPAddress]:
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise ClientError("InvalidImage.Download", f"{field}: the host {host} has no address", field=field)
+        raise DownloadError(field, f"{field}: the host {host} has no address")
     return addresses
 
 
@@ -316,21 +369,21 @@ def _read_limited(
             if len(body) > max_bytes:
                 raise too_large
             if time.monotonic() > deadline:
-                raise ClientError(
-                    "InvalidImage.Download", f"{field}: the download timed out after {deadline_s:g} s", field=field
-                )
+                raise DownloadError(field, f"{field}: the download timed out after {deadline_s:g} s")
     except HTTPError as error:
         raise _download_error(error, field, timeout) from None
     return bytes(body)
 
 
-def _download_error(error: HTTPError, field: str, timeout: urllib3.Timeout) -> ClientError:
+def _download_error(error: HTTPError, field: str, timeout: urllib3.Timeout) -> DownloadError:
     if isinstance(error, NewConnectionError):  # checked first: urllib3 derives it from ConnectTimeoutError
-        message = f"could not connect ({error.__context__ or error})"
+        # Not the socket's own words: they name the address the host resolved to.
+        message = "could not connect (connection refused or unreachable)"
     elif isinstance(error, ConnectTimeoutError):
         message = f"connecting timed out after {timeout.connect_timeout:g} s"
     elif isinstance(error, ReadTimeoutError):
         message = f"the server stopped sending; timed out after {timeout.read_timeout:g} s"
     else:
-        message = f"the download failed ({error})"
-    return ClientError("InvalidImage.Download", f"{field}: {message}", field=field)
+        # The class only: urllib3's own text may name the address the host resolved to.
+        message = f"the download failed ({type(error).__name__})"
+    return DownloadError(field, f"{field}: {message}")

@@ -9,11 +9,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from ..errors import ClientError
+from ..errors import ClientError, Overloaded
 from ..settings import Settings, get_settings
+from .docs_access import DocsAccessMiddleware
+from .fetch_pool import FetchPool
 from .labelstudio_api import router as labelstudio_router
 from .labelstudio_predictor import LabelStudioPredictor
+from .log_redaction import client_disconnected, install_log_redaction
+from .memory_budget import MemoryBudget
 from .metrics import install_metrics
 from .result_store import build_result_store
 from .scribble_api import router as scribble_router
@@ -29,6 +34,7 @@ HTTP_ERROR_CODES = {404: "NotFound", 405: "MethodNotAllowed"}
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     app = FastAPI(
         title="Scribble segmentation",
         version="0.1.0",
@@ -36,7 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = build_state(settings)
     app.state.result_store = build_result_store(settings)
+    app.state.fetch_pool = FetchPool.from_settings(settings)
+    app.state.memory_budget = MemoryBudget.from_settings(settings)
     image_loader = TaskImageLoader.from_settings(settings)
+    image_loader.fetch_pool = app.state.fetch_pool
     precomputer = None
     if settings.PRECOMPUTE == "queue":
         if app.state.service.redis_client is None:
@@ -46,12 +55,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         precomputer = QueuePrecomputer(app.state.service.redis_client)
     app.state.labelstudio = LabelStudioPredictor(app.state.service, image_loader, precomputer)
     install_metrics(app)
+    app.add_middleware(DocsAccessMiddleware, settings=settings)
+    app.add_exception_handler(ClientDisconnect, client_disconnected)  # type: ignore[arg-type]
 
     @app.exception_handler(ClientError)
     async def client_error(request: Request, error: ClientError) -> JSONResponse:
+        headers = {"Retry-After": str(error.retry_after_seconds)} if isinstance(error, Overloaded) else None
         return JSONResponse(
             status_code=error.status,
             content={"RequestId": str(uuid.uuid4()), "Code": error.code, "Message": error.message},
+            headers=headers,
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hmac
 import json
 
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +9,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ClientError, invalid_parameter
+from ..labelstudio.touches import check_touch_count
+from .docs_access import basic_auth_ok
+from .labelstudio_origin import require_json
 from .labelstudio_predictor import LabelStudioPredictor
 
 
@@ -19,15 +20,7 @@ def require_basic_auth(request: Request) -> None:
     settings = request.app.state.service.settings
     if not (settings.BASIC_AUTH_USER and settings.BASIC_AUTH_PASS):
         return
-    header = request.headers.get("authorization", "")
-    scheme, _, encoded = header.partition(" ")
-    try:
-        user, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
-    except (ValueError, UnicodeDecodeError):  # binascii.Error, or non-ASCII bytes in the header
-        user, password = "", ""
-    user_ok = hmac.compare_digest(user.encode(), settings.BASIC_AUTH_USER.encode())
-    password_ok = hmac.compare_digest(password.encode(), settings.BASIC_AUTH_PASS.encode())
-    if scheme.lower() != "basic" or not (user_ok and password_ok):
+    if not basic_auth_ok(request.headers.get("authorization", ""), settings):
         raise ClientError("Unauthorized", "authentication required", status=401)
 
 
@@ -35,6 +28,7 @@ router = APIRouter(tags=["Label Studio ML backend"], dependencies=[Depends(requi
 
 
 async def _json_object(request: Request) -> dict:
+    require_json(request)
     limit_mb = request.app.state.service.settings.MAX_REQUEST_MB
     too_large = ClientError("InvalidFile.Size", f"body: larger than {limit_mb} MB (MAX_REQUEST_MB)", status=413)
     declared_length = request.headers.get("content-length", "")
@@ -48,6 +42,9 @@ async def _json_object(request: Request) -> dict:
             raise too_large
         chunks.append(chunk)
     raw = b"".join(chunks)
+    # Before parsing: a body of 300,000 tiny touches costs far more to parse and paint
+    # than its size suggests, and is refused from a count of its bytes.
+    check_touch_count(raw, "body")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from ..errors import ClientError, invalid_parameter
 from ..labelstudio.config import ScribbleConfig, parse_scribble_config
 from ..labelstudio.mapping import brush_result, class_scribbles, context_prompts, merge_strokes, strokes_from_task
 from ..labelstudio.touches import painting_budget
+from .labelstudio_origin import Connection
 from .metrics import ROUNDS
 from .precompute import Precomputer, ThreadPrecomputer
 from .round_store import round_key
@@ -28,21 +28,13 @@ from .task_images import LoadedImage, TaskImageLoader
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class Connection:
-    """How to reach Label Studio: from /setup, else from LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY."""
-
-    hostname: str | None = None
-    access_token: str | None = None
-
-
 class LabelStudioPredictor:
     def __init__(self, service: ServiceState, images: TaskImageLoader, precomputer: Precomputer | None = None) -> None:
         self.service = service
         self.images = images
         self.precomputer = precomputer or ThreadPrecomputer(self._embed_url)
         settings = service.settings
-        self.connection = Connection(settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY)
+        self.connection = Connection.from_settings(settings)
         self._schemas: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -52,11 +44,8 @@ class LabelStudioPredictor:
         hostname, token = body.get("hostname"), body.get("access_token")
         settings = self.service.settings
         with self._lock:
-            # An explicit LABEL_STUDIO_URL wins: /setup must not repoint the server.
-            if isinstance(hostname, str) and hostname and not settings.LABEL_STUDIO_URL:
-                self.connection.hostname = hostname
-            if isinstance(token, str) and token and not settings.LABEL_STUDIO_API_KEY:
-                self.connection.access_token = token
+            # The token stays bound to its origin; see labelstudio_origin.
+            self.connection.apply_setup(hostname, token, settings)
             project, schema = body.get("project"), body.get("schema")
             if isinstance(project, str) and isinstance(schema, str):
                 self._schemas[project.split(".")[0]] = schema

@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 
 from ..errors import ClientError
 from ..settings import Settings
+from .disk_quota import enforce_disk_quota
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,9 @@ class FolderBackend(ResultBackend):
     process) sees a whole file or none.
     """
 
-    def __init__(self, directory: Path, clock: Clock = time.time) -> None:
+    def __init__(self, directory: Path, clock: Clock = time.time, quota_bytes: int | None = None) -> None:
         self.directory = Path(directory)
+        self.quota_bytes = quota_bytes  # RESULT_DISK_QUOTA_MB: every file in the folder counts
         self.directory.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self._last_purge = float("-inf")
@@ -114,6 +116,8 @@ class FolderBackend(ResultBackend):
         except BaseException:
             Path(temporary_name).unlink(missing_ok=True)
             raise
+        if self.quota_bytes is not None:
+            enforce_disk_quota(self.directory, self.quota_bytes, never_evict={SIGNING_KEY_FILE}, keep_newest=name)
 
     def get(self, name: str) -> bytes | None:
         path = self.directory / name
@@ -162,12 +166,13 @@ class RedisBackend(ResultBackend):
     ``FolderBackend``, shared by this machine's workers) and looked up there too.
     """
 
-    def __init__(self, url: str, fallback_dir: Path | None = None) -> None:
+    def __init__(self, url: str, fallback_dir: Path | None = None, fallback_quota_bytes: int | None = None) -> None:
         import redis
 
         self.client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
         self._redis_error: type[Exception] = redis.RedisError
         self._fallback_dir = fallback_dir
+        self._fallback_quota_bytes = fallback_quota_bytes
         self._fallback: FolderBackend | None = None
         self._fallback_lock = threading.Lock()
 
@@ -176,7 +181,7 @@ class RedisBackend(ResultBackend):
             return None
         with self._fallback_lock:
             if self._fallback is None:
-                self._fallback = FolderBackend(self._fallback_dir)
+                self._fallback = FolderBackend(self._fallback_dir, quota_bytes=self._fallback_quota_bytes)
             return self._fallback
 
     def put(self, name: str, content: bytes, ttl_seconds: int) -> None:
@@ -363,10 +368,11 @@ def build_result_store(settings: Settings, clock: Clock = time.time) -> ResultSt
     """Redis when ``REDIS_URL`` is set, else the folder ``RESULT_DIR``."""
     backend: ResultBackend
     signing_key: bytes | Callable[[], bytes]
+    quota_bytes = settings.RESULT_DISK_QUOTA_MB * 1024 * 1024
     if settings.REDIS_URL:
-        backend = RedisBackend(settings.REDIS_URL, fallback_dir=settings.RESULT_DIR)
+        backend = RedisBackend(settings.REDIS_URL, fallback_dir=settings.RESULT_DIR, fallback_quota_bytes=quota_bytes)
     else:
-        backend = FolderBackend(settings.RESULT_DIR, clock=clock)
+        backend = FolderBackend(settings.RESULT_DIR, clock=clock, quota_bytes=quota_bytes)
     if settings.RESULT_SIGNING_KEY:
         signing_key = settings.RESULT_SIGNING_KEY.encode("utf-8")
     elif isinstance(backend, RedisBackend):

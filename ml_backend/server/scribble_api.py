@@ -39,12 +39,14 @@ from starlette.types import Message, Receive
 from ..core.prompts import decode_integrated_mask
 from ..core.segmenter import Segmenter
 from ..cutout import CutoutOptions, CutoutResult, build_prompts, cut_out, parse_bool
-from ..errors import ClientError, invalid_parameter
-from ..io.fetch import fetch_url
+from ..errors import ClientError, Overloaded, invalid_parameter
 from ..io.images import IMAGE_MAX_BYTES, MASK_MAX_BYTES, decode_image, decode_mask
 from ..settings import Settings
 from .metrics import ROUNDS
 from .api_keys import require_api_key
+from .fetch_pool import FetchPool
+from .memory_budget import MemoryBudget
+from .public_url import result_base_url
 from .result_store import ResultStore
 
 logger = logging.getLogger("ml_backend.scribble_api")
@@ -260,6 +262,8 @@ def error_response(request: Request, error: ClientError) -> Response:
     response = render(request, error.status, content, "Error")
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="scribble-api"'
+    if isinstance(error, Overloaded):
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
     return response
 
 
@@ -428,7 +432,10 @@ def _check_url_syntax(url: str, field: str) -> None:
 
 
 async def gather_inputs(
-    parameters: ScribbleSegmentationRequest, uploads: Mapping[str, UploadFile], settings: Settings
+    parameters: ScribbleSegmentationRequest,
+    uploads: Mapping[str, UploadFile],
+    settings: Settings,
+    fetch_pool: FetchPool,
 ) -> dict[str, InputBytes]:
     """Each input's bytes, from its upload or its URL (fetched concurrently, off the event loop)."""
     sources: dict[str, tuple[InputSpec, str | None, UploadFile | None]] = {}
@@ -448,7 +455,8 @@ async def gather_inputs(
     if "image" not in sources:
         raise invalid_parameter("ImageUrl", "is required: the image to segment (or upload it as the file part Image)")
 
-    allowed_hosts = settings.fetch_allowed_hosts
+    # Not Label Studio's host: its uploads are no business of the scribble API.
+    allowed_hosts = list(settings.ALLOWED_FETCH_HOSTS)
     inputs: dict[str, InputBytes] = {}
     fetched_roles: list[str] = []
     fetches = []
@@ -458,7 +466,8 @@ async def gather_inputs(
             inputs[role] = InputBytes(spec.upload_parameter, data)
         else:
             fetched_roles.append(role)
-            fetches.append(run_in_threadpool(fetch_url, url, spec.url_parameter, spec.max_bytes, allowed_hosts))
+            # On the fetch pool's own threads: a slow host never holds a compute thread.
+            fetches.append(fetch_pool.fetch(url, spec.url_parameter, spec.max_bytes, allowed_hosts))
     results = await asyncio.gather(*fetches, return_exceptions=True)
     for result in results:  # the first failure in parameter order is the one reported
         if isinstance(result, BaseException):
@@ -512,18 +521,19 @@ async def handle_segmentation(
     parameters = parse_parameters(raw, action_required)
     options = cutout_options(parameters)
     return_base64 = parse_bool("ReturnBase64", parameters.ReturnBase64, default=False)
-    inputs = await gather_inputs(parameters, uploads, settings)
+    inputs = await gather_inputs(parameters, uploads, settings, request.app.state.fetch_pool)
     fetched = time.perf_counter()
 
     segmenter: Segmenter = request.app.state.service.segmenter
     slots = _segmentation_slots(request, settings)
-    result = await run_in_threadpool(_run_limited, slots, lambda: segment_inputs(segmenter, inputs, options))
+    budget: MemoryBudget = request.app.state.memory_budget
+    async with budget.reserve(budget.estimate(inputs["image"].data)):
+        result = await run_in_threadpool(_run_limited, slots, lambda: segment_inputs(segmenter, inputs, options))
     ROUNDS.labels("scribble_api").inc()
 
     store: ResultStore = request.app.state.result_store
     signed = await run_in_threadpool(store.save, result.content, result.media_type)
-    base_url = settings.PUBLIC_URL or str(request.base_url)
-    data: dict[str, Any] = {"ResultUrl": base_url.rstrip("/") + signed.path_and_query}
+    data: dict[str, Any] = {"ResultUrl": result_base_url(request, settings) + signed.path_and_query}
     if return_base64:
         data["ResultBase64"] = base64.b64encode(result.content).decode("ascii")
     # URLs are not logged: they may carry credentials or presigned tokens.
@@ -594,7 +604,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "InvalidApiKey (only when API_KEYS is set)"},
     413: {"model": ErrorBody, "description": "InvalidFile.Size: an input or the request body is too large"},
     415: {"model": ErrorBody, "description": "InvalidImage.Format or UnsupportedMediaType"},
-    503: {"model": ErrorBody, "description": "ServiceUnavailable: Redis holds the signing key and cannot be reached"},
+    503: {
+        "model": ErrorBody,
+        "description": "ServiceUnavailable, with Retry-After: fetch slots (FETCH_CONCURRENCY) or the memory budget "
+        "(MEMORY_BUDGET_MB) are full, or Redis holds the signing key and cannot be reached",
+    },
 }
 SUCCESS_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {

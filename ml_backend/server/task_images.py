@@ -17,11 +17,12 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..core.cache import KeyLocks, image_digest
-from ..errors import ClientError
-from ..io.fetch import UpstreamStatusError, fetch_url
+from ..errors import ClientError, DownloadError
+from ..io.fetch import fetch_url
 from ..io.images import IMAGE_MAX_BYTES, decode_image
 from ..labelstudio.media_urls import MediaUrlError, resolve_media_urls
 from ..settings import Settings
+from .labelstudio_origin import label_studio_rule
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,14 @@ class LoadedImage:
 class TaskImageLoader:
     """Resolves, fetches, decodes and remembers task images (a small LRU by URL)."""
 
-    def __init__(self, cache_dir: Path, allowed_hosts: list[str], max_images: int = 32) -> None:
+    def __init__(
+        self, cache_dir: Path, allowed_hosts: list[str], max_images: int = 32, label_studio_url: str | None = None
+    ) -> None:
         # Downloads stay in memory; the folder is kept for callers that name one.
         self.cache_dir = cache_dir
         self.allowed_hosts = allowed_hosts
+        self.label_studio_url = label_studio_url  # LABEL_STUDIO_URL: its fetch errors may be detailed
+        self.fetch_pool = None  # set by the app: fetches then count against FETCH_CONCURRENCY
         self.max_images = max_images
         self._images: OrderedDict[str, LoadedImage] = OrderedDict()
         self._lock = threading.Lock()
@@ -52,7 +57,11 @@ class TaskImageLoader:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TaskImageLoader":
-        return cls(settings.CACHE_DIR / "task-images", settings.fetch_allowed_hosts)
+        return cls(
+            settings.CACHE_DIR / "task-images",
+            list(settings.ALLOWED_FETCH_HOSTS),
+            label_studio_url=settings.LABEL_STUDIO_URL,
+        )
 
     def load(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
         if not isinstance(url, str) or not url:
@@ -71,19 +80,29 @@ class TaskImageLoader:
             return loaded
 
     def _download(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
-        allowed = list(self.allowed_hosts)
-        if hostname:
-            allowed.append(urlsplit(hostname).hostname or "")
+        # Label Studio's origin is the one extra origin, for its own paths only.
+        rule = label_studio_rule(hostname, self.label_studio_url)
+        rules = [rule] if rule is not None else []
+        fetch = self.fetch_pool.fetch_blocking if self.fetch_pool is not None else fetch_url
         try:
             media = resolve_media_urls(url, hostname, access_token, task_id)
         except MediaUrlError as error:
             raise ClientError("InvalidImage.Url", f"task.data: {error}", field="task.data") from None
-        first_failure: UpstreamStatusError | None = None
+        first_failure: DownloadError | None = None
         for candidate in media.candidates:
             try:
-                data = fetch_url(candidate, "task.data", IMAGE_MAX_BYTES, allowed, headers=media.headers)
+                data = fetch(
+                    candidate,
+                    "task.data",
+                    IMAGE_MAX_BYTES,
+                    list(self.allowed_hosts),
+                    headers=media.headers,
+                    origin_rules=rules,
+                )
                 break
-            except UpstreamStatusError as error:
+            except DownloadError as error:
+                if error.http_status is None:
+                    raise
                 # Label Studio on a plain file system answers 4xx on the storage proxy
                 # and serves the older upload path: try the next URL, report the first.
                 first_failure = first_failure or error
