@@ -363,12 +363,20 @@ def test_every_return_form_and_format(client: TestClient, scene: Scene, return_f
         assert iou(~white, scene.truth) >= 0.85
 
 
-def test_jpg_cannot_carry_alpha(client: TestClient, scene: Scene) -> None:
-    response = client.get("/", params=query(scene, ReturnForm="rgb_alpha", ReturnFormat="JPG"))
-    assert_error(response, 400, "InvalidParameter", "ReturnFormat", "JPG", "alpha", "white_background")
-    # Without ReturnForm the default is rgb_alpha, so JPG alone is refused too.
-    response = client.get("/", params=query(scene, ReturnFormat="JPG"))
-    assert_error(response, 400, "InvalidParameter", "ReturnFormat")
+def test_rgb_alpha_is_png_even_when_jpg_is_asked_for(client: TestClient, scene: Scene) -> None:
+    # The original documents rgb_alpha as a four-channel PNG, and JPG cannot carry alpha.
+    for parameters in ({"ReturnForm": "rgb_alpha", "ReturnFormat": "JPG"}, {"ReturnFormat": "JPG"}):
+        content, content_type = fetch_result(client, succeed(client.get("/", params=query(scene, **parameters))))
+        assert content_type == "image/png"
+        image = decode(content)
+        assert image.mode == "RGBA"
+        assert iou(np.asarray(image)[:, :, 3] > 127, scene.truth) >= 0.85
+    # The other forms are JPG as asked.
+    content, content_type = fetch_result(
+        client, succeed(client.get("/", params=query(scene, ReturnForm="only_alpha", ReturnFormat="JPG")))
+    )
+    assert content_type == "image/jpeg"
+    assert decode(content).format == "JPEG"
 
 
 def test_values_are_case_insensitive_as_the_original_sdks_sent_them(client: TestClient, scene: Scene) -> None:

@@ -106,7 +106,7 @@ class ScribbleSegmentationRequest(BaseModel):
     )
     ReturnFormat: str | None = Field(
         "PNG",
-        description="`PNG` or `JPG` (`JPG` cannot carry alpha: use it with `only_alpha` or `white_background`).",
+        description="`PNG` or `JPG`. `rgb_alpha` is always PNG (JPG cannot carry alpha, and the original documents it as a four-channel PNG); `JPG` applies to `only_alpha` and `white_background`.",
         json_schema_extra={"enum": ["PNG", "JPG"]},
     )
     EdgeFeathering: str | bool | None = Field(
@@ -531,7 +531,7 @@ async def handle_segmentation(
         "request %s: %s %s, inputs %.2f s, segmentation %s, result %s (%d bytes)",
         request_id_of(request),
         options.return_form,
-        options.return_format,
+        options.encoded_format,
         fetched - started,
         {name: round(seconds, 3) for name, seconds in result.timings.items()},
         signed.name,
