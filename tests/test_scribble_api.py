@@ -224,7 +224,7 @@ def assert_error(response: Any, status: int, code: str, *words: str) -> dict[str
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"RequestId", "Code", "Message"}
+    assert set(body) == {"RequestId", "HostId", "Code", "Message", "Recommend"}  # the cloud's error fields
     assert uuid.UUID(body["RequestId"])
     assert body["Code"] == code, body
     for word in words:
@@ -645,7 +645,7 @@ def bad_inputs(image_server: ImageServer) -> dict[str, str]:
     ("change", "status", "code", "words"),
     [
         ({"Action": None}, 400, "InvalidParameter", ["Action", "required"]),
-        ({"Action": "SegmentBody"}, 400, "InvalidParameter", ["Action", ACTION]),
+        ({"Action": "SegmentBody"}, 404, "InvalidAction.NotFound", ["Action", ACTION]),
         ({"ImageUrl": None}, 400, "InvalidParameter", ["ImageUrl", "required"]),
         ({"ImageUrl": ""}, 400, "InvalidParameter", ["ImageUrl", "required"]),
         ({"ReturnForm": "cutout"}, 400, "InvalidParameter", ["ReturnForm", "only_alpha"]),
@@ -756,8 +756,8 @@ def test_malformed_requests(client: TestClient, scene: Scene) -> None:
     )
     assert_error(
         client.post(f"/{ACTION}", json={"Action": "Other", "ImageUrl": scene.urls["image"]}),
-        400,
-        "InvalidParameter",
+        404,
+        "InvalidAction.NotFound",  # the cloud's code for an action it does not serve
         "Action",
     )
 
