@@ -36,7 +36,8 @@ def _segment(args: argparse.Namespace) -> int:
         # The API serves rgb_alpha as PNG whatever ReturnFormat says; a file the user
         # named for JPG must not silently hold a PNG.
         raise ClientError(
-            "InvalidParameter", "--format: JPG cannot carry alpha: use --return-form white_background or only_alpha, or PNG"
+            "InvalidParameter",
+            "--format: JPG cannot carry alpha: use --return-form white_background or only_alpha, or PNG",
         )
     image = decode_image(_read(args.image, "IMAGE"), "IMAGE", IMAGE_MAX_BYTES)
     shape = image.shape[:2]

@@ -72,7 +72,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
     grabcut = DATASETS / "GrabCut"
     image = np.asarray(Image.open(next((grabcut / "images").glob(f"{IMAGE_NAME}.*"))).convert("RGB"))
     truth = np.asarray(Image.open(grabcut / "masks" / f"{IMAGE_NAME}.png").convert("L")) > 127
-    positive, negative = split_scribbles(np.asarray(Image.open(grabcut / "scribbles_set2" / f"{IMAGE_NAME}.png").convert("L")))
+    scribbles = np.asarray(Image.open(grabcut / "scribbles_set2" / f"{IMAGE_NAME}.png").convert("L"))
+    positive, negative = split_scribbles(scribbles)
     contents = {
         "image.png": png(image),
         "positive.png": png(positive.astype(np.uint8) * 255),
@@ -197,7 +198,8 @@ def test_every_documented_parameter_combination(backend: StandaloneBackend, file
         # rgb_alpha is a four-channel PNG whatever ReturnFormat says (JPG cannot carry alpha).
         expected_format = "PNG" if return_form == "rgb_alpha" else return_format.replace("JPG", "JPEG")
         assert image.format == expected_format, combination
-        assert image.mode == {"rgb_alpha": "RGBA", "only_alpha": "L", "white_background": "RGB"}[return_form], combination
+        modes = {"rgb_alpha": "RGBA", "only_alpha": "L", "white_background": "RGB"}
+        assert image.mode == modes[return_form], combination
         assert iou(object_of(image, return_form), files.truth) >= 0.85, combination
 
 
@@ -291,7 +293,9 @@ def test_uploads_are_checked_and_never_fetched(backend: StandaloneBackend, files
     assert forged.status_code == 403
     assert "<Code>SignatureDoesNotMatch</Code>" in forged.text
 
-    stored = httpx.post(backend.url + "/", data={**form, "Signature": grant["Signature"]}, files={"file": ("f", content)})
+    stored = httpx.post(
+        backend.url + "/", data={**form, "Signature": grant["Signature"]}, files={"file": ("f", content)}
+    )
     assert stored.status_code == 201, stored.text
 
     def segment(image_url: str) -> httpx.Response:

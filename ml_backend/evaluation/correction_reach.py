@@ -54,7 +54,9 @@ class SampleReach:
     ious: list[float] = field(default_factory=list)  # one per round, the first included
 
 
-def measure_sample(loaded: LoadedSample, segmenter: Segmenter, refine: str, rounds: int, far_px: int = FAR_PX) -> SampleReach:
+def measure_sample(
+    loaded: LoadedSample, segmenter: Segmenter, refine: str, rounds: int, far_px: int = FAR_PX
+) -> SampleReach:
     """Round 1 from the sample's scribbles, then ``rounds - 1`` robot corrections."""
     from ml_backend.evaluation.metrics import iou
 
@@ -121,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(report, indent=1))
     else:
         for name, sample in report["samples"].items():  # type: ignore[union-attr]
-            print(f"{name}: far pixels per correction {sample['far_pixels']}, IoU {[round(v, 3) for v in sample['ious']]}")
+            ious = [round(value, 3) for value in sample["ious"]]
+            print(f"{name}: far pixels per correction {sample['far_pixels']}, IoU {ious}")
         print(
             f"{report['engine']} {report['refine']}, {report['rounds']} rounds: "
             f"{report['far_pixels_total']} pixels changed more than {report['far_px']} px from the new strokes"

@@ -45,7 +45,6 @@ from .result_store import ResultStore
 
 AUTHORIZE_ACTION = "AuthorizeFileUpload"
 OBJECT_PREFIX = "uploads/"
-UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}\.bin$")
 OBJECT_KEY = re.compile(r"^uploads/([0-9a-f]{32}\.bin)$")
 # Not a secret: the upload is authorised by the policy's signature, not by this id.
 UPLOAD_ACCESS_KEY_ID = "scribble-upload"
@@ -73,7 +72,9 @@ def bucket_and_endpoint(host: str) -> tuple[str, str]:
     return bucket, endpoint
 
 
-def authorize_file_upload(request: Request, settings: Settings, store: ResultStore, request_id: str) -> dict[str, Any]:
+def authorize_file_upload(
+    request: Request, settings: Settings, store: ResultStore, request_id: str
+) -> dict[str, Any]:
     """The ``AuthorizeFileUpload`` answer: where to upload one file, and the signed policy to do it with."""
     bucket, endpoint = bucket_and_endpoint(_host_of(request, settings))
     name = f"{uuid.uuid4().hex}.bin"
@@ -112,15 +113,22 @@ def _checked_name(fields: Mapping[str, Any], store: ResultStore) -> str:
         expiration = time.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ")
         policy_key = next(condition["key"] for condition in policy["conditions"] if isinstance(condition, dict))
     except (binascii.Error, ValueError, KeyError, TypeError, StopIteration):
-        raise _refused("policy: not a policy from AuthorizeFileUpload; call it for each upload", "InvalidPolicyDocument", 400) from None
+        raise _refused(
+            "policy: not a policy from AuthorizeFileUpload; call it for each upload", "InvalidPolicyDocument", 400
+        ) from None
     match = OBJECT_KEY.match(str(policy_key))
     if match is None or fields["key"] != policy_key:
-        raise _refused(f"key: must be the ObjectKey AuthorizeFileUpload returned with this policy ({str(policy_key)[:80]!r})")
+        raise _refused(
+            f"key: must be the ObjectKey AuthorizeFileUpload returned with this policy ({str(policy_key)[:80]!r})"
+        )
     name = match.group(1)
     expires = calendar.timegm(expiration)
     expected = store.sign(name, expires).signature
     if not hmac.compare_digest(expected.encode(), str(fields["Signature"]).encode("utf-8", "replace")):
-        raise _refused("Signature: does not match the policy; send the EncodedPolicy and Signature AuthorizeFileUpload returned", "SignatureDoesNotMatch")
+        raise _refused(
+            "Signature: does not match the policy; send the EncodedPolicy and Signature AuthorizeFileUpload returned",
+            "SignatureDoesNotMatch",
+        )
     if expires < store.clock():
         raise _refused(f"policy: expired at {policy['expiration']}; call AuthorizeFileUpload again")
     return name
@@ -139,13 +147,20 @@ async def post_object(request: Request, form: FormData, store: ResultStore) -> R
     content = await upload.read(IMAGE_MAX_BYTES + 1)
     if len(content) > IMAGE_MAX_BYTES:
         raise ClientError(
-            "InvalidFile.Size", f"file: larger than the {IMAGE_MAX_BYTES // (1024 * 1024)} MB allowed", field="file", status=413
+            "InvalidFile.Size",
+            f"file: larger than the {IMAGE_MAX_BYTES // (1024 * 1024)} MB allowed",
+            field="file",
+            status=413,
         )
     if not content:
         raise ClientError("InvalidArgument", "file: the uploaded file is empty", field="file")
     await run_in_threadpool(store.backend.put, name, content, store.ttl_seconds + 1)
     key = OBJECT_PREFIX + name
-    body = {"Bucket": request.headers.get("host", "").split(".", 1)[0], "Key": key, "Location": f"{str(request.base_url).rstrip('/')}/{key}"}
+    body = {
+        "Bucket": request.headers.get("host", "").split(".", 1)[0],
+        "Key": key,
+        "Location": f"{str(request.base_url).rstrip('/')}/{key}",
+    }
     status = 201 if str(fields.get("success_action_status", "")) == "201" else 204
     if status == 204:
         return Response(status_code=204)
@@ -200,6 +215,9 @@ def read_upload(store: ResultStore, name: str, field: str, max_bytes: int) -> by
         )
     if len(content) > max_bytes:
         raise ClientError(
-            "InvalidFile.Size", f"{field}: the file is larger than the {max_bytes / (1024 * 1024):g} MB allowed", field=field, status=413
+            "InvalidFile.Size",
+            f"{field}: the file is larger than the {max_bytes / (1024 * 1024):g} MB allowed",
+            field=field,
+            status=413,
         )
     return content

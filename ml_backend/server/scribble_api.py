@@ -107,7 +107,8 @@ class ScribbleSegmentationRequest(BaseModel):
     )
     ReturnFormat: str | None = Field(
         "PNG",
-        description="`PNG` or `JPG`. `rgb_alpha` is always PNG (JPG cannot carry alpha, and the original documents it as a four-channel PNG); `JPG` applies to `only_alpha` and `white_background`.",
+        description="`PNG` or `JPG`. `rgb_alpha` is always PNG (JPG cannot carry alpha, and the original "
+        "documents it as a four-channel PNG); `JPG` applies to `only_alpha` and `white_background`.",
         json_schema_extra={"enum": ["PNG", "JPG"]},
     )
     EdgeFeathering: str | bool | None = Field(
