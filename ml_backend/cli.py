@@ -39,6 +39,13 @@ def _segment(args: argparse.Namespace) -> int:
     from .io.images import IMAGE_MAX_BYTES, MASK_MAX_BYTES, decode_image, decode_mask
 
     options = CutoutOptions(args.return_form, args.format.upper(), args.feathering, args.refine)
+    if options.encoded_format != options.return_format:
+        # The API serves rgb_alpha as PNG whatever ReturnFormat says; a file the user
+        # named for JPG must not silently hold a PNG.
+        raise ClientError(
+            "InvalidParameter",
+            "--format: JPG cannot carry alpha: use --return-form white_background or only_alpha, or PNG",
+        )
     image = decode_image(_read(args.image, "IMAGE"), "IMAGE", IMAGE_MAX_BYTES)
     shape = image.shape[:2]
 
@@ -73,7 +80,7 @@ def _segment(args: argparse.Namespace) -> int:
         raise ClientError("InvalidParameter", f"-o: cannot write {args.output}: {error.strerror}") from None
     object_share = float(result.mask.mean())
     print(
-        f"{args.output}: {image.shape[1]}x{image.shape[0]} {args.return_form} {options.return_format}, "
+        f"{args.output}: {image.shape[1]}x{image.shape[0]} {args.return_form} {options.encoded_format}, "
         f"object {object_share:.1%} of the image, engine {segmenter.engine.name}, "
         f"{sum(result.timings.values()):.2f} s"
     )

@@ -35,10 +35,13 @@ class CutoutOptions:
             raise invalid_parameter(
                 "PostprocessOption", f"must be maskrefine, edgerefine or none, not {self.postprocess!r}"
             )
-        if self.return_format == "JPG" and self.return_form == "rgb_alpha":
-            raise invalid_parameter(
-                "ReturnFormat", "JPG cannot carry alpha: use ReturnForm=white_background or only_alpha, or PNG"
-            )
+
+    @property
+    def encoded_format(self) -> str:
+        """The format the result is encoded in. The original documents ``rgb_alpha`` as
+        "a four-channel PNG" whatever ``ReturnFormat`` says, and JPG cannot carry alpha:
+        so ``rgb_alpha`` is always PNG, and ``ReturnFormat`` applies to the other forms."""
+        return "PNG" if self.return_form == "rgb_alpha" else self.return_format
 
 
 @dataclass
@@ -93,6 +96,6 @@ def cut_out(segmenter: Segmenter, image: np.ndarray, prompts: Prompts, options: 
     else:
         alpha = prediction.mask.astype(np.uint8) * 255
     composed = compose_result(image, alpha, options.return_form)
-    content = encode_image(composed, options.return_format)
-    media_type = "image/png" if options.return_format == "PNG" else "image/jpeg"
+    content = encode_image(composed, options.encoded_format)
+    media_type = "image/png" if options.encoded_format == "PNG" else "image/jpeg"
     return CutoutResult(content, media_type, prediction.mask, alpha, prediction.score, timings)

@@ -224,7 +224,7 @@ def assert_error(response: Any, status: int, code: str, *words: str) -> dict[str
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"RequestId", "Code", "Message"}
+    assert set(body) == {"RequestId", "HostId", "Code", "Message", "Recommend"}  # the cloud's error fields
     assert uuid.UUID(body["RequestId"])
     assert body["Code"] == code, body
     for word in words:
@@ -363,12 +363,20 @@ def test_every_return_form_and_format(client: TestClient, scene: Scene, return_f
         assert iou(~white, scene.truth) >= 0.85
 
 
-def test_jpg_cannot_carry_alpha(client: TestClient, scene: Scene) -> None:
-    response = client.get("/", params=query(scene, ReturnForm="rgb_alpha", ReturnFormat="JPG"))
-    assert_error(response, 400, "InvalidParameter", "ReturnFormat", "JPG", "alpha", "white_background")
-    # Without ReturnForm the default is rgb_alpha, so JPG alone is refused too.
-    response = client.get("/", params=query(scene, ReturnFormat="JPG"))
-    assert_error(response, 400, "InvalidParameter", "ReturnFormat")
+def test_rgb_alpha_is_png_even_when_jpg_is_asked_for(client: TestClient, scene: Scene) -> None:
+    # The original documents rgb_alpha as a four-channel PNG, and JPG cannot carry alpha.
+    for parameters in ({"ReturnForm": "rgb_alpha", "ReturnFormat": "JPG"}, {"ReturnFormat": "JPG"}):
+        content, content_type = fetch_result(client, succeed(client.get("/", params=query(scene, **parameters))))
+        assert content_type == "image/png"
+        image = decode(content)
+        assert image.mode == "RGBA"
+        assert iou(np.asarray(image)[:, :, 3] > 127, scene.truth) >= 0.85
+    # The other forms are JPG as asked.
+    content, content_type = fetch_result(
+        client, succeed(client.get("/", params=query(scene, ReturnForm="only_alpha", ReturnFormat="JPG")))
+    )
+    assert content_type == "image/jpeg"
+    assert decode(content).format == "JPEG"
 
 
 def test_values_are_case_insensitive_as_the_original_sdks_sent_them(client: TestClient, scene: Scene) -> None:
@@ -637,7 +645,7 @@ def bad_inputs(image_server: ImageServer) -> dict[str, str]:
     ("change", "status", "code", "words"),
     [
         ({"Action": None}, 400, "InvalidParameter", ["Action", "required"]),
-        ({"Action": "SegmentBody"}, 400, "InvalidParameter", ["Action", ACTION]),
+        ({"Action": "SegmentBody"}, 404, "InvalidAction.NotFound", ["Action", ACTION]),
         ({"ImageUrl": None}, 400, "InvalidParameter", ["ImageUrl", "required"]),
         ({"ImageUrl": ""}, 400, "InvalidParameter", ["ImageUrl", "required"]),
         ({"ReturnForm": "cutout"}, 400, "InvalidParameter", ["ReturnForm", "only_alpha"]),
@@ -748,8 +756,8 @@ def test_malformed_requests(client: TestClient, scene: Scene) -> None:
     )
     assert_error(
         client.post(f"/{ACTION}", json={"Action": "Other", "ImageUrl": scene.urls["image"]}),
-        400,
-        "InvalidParameter",
+        404,
+        "InvalidAction.NotFound",  # the cloud's code for an action it does not serve
         "Action",
     )
 

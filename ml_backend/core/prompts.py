@@ -98,6 +98,10 @@ def make_prompts(
     positive = as_map("positive_scribbles", positive_scribbles)
     negative = as_map("negative_scribbles", negative_scribbles)
     mask = as_map("current_mask", current_mask)
+    if mask is not None and not mask.any():
+        # An empty mask says nothing about the object: a round with one must be
+        # the same round as one without (engines would otherwise read "all background").
+        mask = None
     positive = np.zeros((height, width), bool) if positive is None else positive
     negative = np.zeros((height, width), bool) if negative is None else negative
     # A pixel painted both ways is ambiguous; the later, corrective intent is

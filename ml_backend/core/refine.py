@@ -37,6 +37,10 @@ MODEL_ITERATIONS = 3
 # Half-width of the band the second GrabCut pass may change, as a share of the diagonal.
 MASK_REFINE_BAND_SHARE = 0.01
 EDGE_TILE_PX = 48
+# How far from a correction round's new prompts refinement may change the mask,
+# as a share of the diagonal (40 px on a 640x480 image).
+CORRECTION_REACH_SHARE = 0.05
+CORRECTION_REACH_MIN_PX = 16
 GRABCUT_TILE_PX = 96
 
 
@@ -211,14 +215,46 @@ def _colour_models(bgr: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     return background_model, object_model
 
 
+def correction_reach(prompts: Prompts) -> np.ndarray | None:
+    """In a correction round (one with a non-empty ``current_mask``), the pixels the new
+    strokes, clicks and box may speak for: within ``CORRECTION_REACH_SHARE`` of the
+    diagonal (at least ``CORRECTION_REACH_MIN_PX``) of them. None in a first round.
+    """
+    if prompts.current_mask is None or not prompts.current_mask.any():
+        return None
+    height, width = prompts.shape
+    reach_px = max(CORRECTION_REACH_MIN_PX, int(round(CORRECTION_REACH_SHARE * np.hypot(height, width))))
+    touched = (prompts.positive_scribbles | prompts.negative_scribbles).astype(np.uint8)
+    for x, y in prompts.points:
+        touched[min(int(y), height - 1), min(int(x), width - 1)] = 1
+    if prompts.box is not None:
+        x0, y0, x1, y1 = (int(round(value)) for value in prompts.box)
+        touched[y0:y1, x0:x1] = 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach_px + 1, 2 * reach_px + 1))
+    return cv2.dilate(touched, kernel) > 0
+
+
 def refine_mask(image: np.ndarray, mask: np.ndarray, prompts: Prompts, option: str) -> np.ndarray:
-    if option == "edgerefine":
-        return edge_refine(image, mask, prompts)
-    if option == "maskrefine":
-        return mask_refine(image, mask, prompts)
+    """Refines ``mask`` (the engine's, hard constraints applied).
+
+    In a correction round the refinement only counts within the new prompts' reach:
+    elsewhere the unrefined mask is kept, which there is the previous round's mask
+    wherever the engine kept it. Refining the whole boundary again would move it far
+    from a small corrective stroke (maskrefine is not idempotent), changing what the
+    user had already accepted.
+    """
     if option == "none":
         return apply_hard_constraints(mask, prompts)
-    raise ValueError(f"refine option must be one of {', '.join(REFINE_OPTIONS)}, not {option!r}")
+    if option == "edgerefine":
+        refined = edge_refine(image, mask, prompts)
+    elif option == "maskrefine":
+        refined = mask_refine(image, mask, prompts)
+    else:
+        raise ValueError(f"refine option must be one of {', '.join(REFINE_OPTIONS)}, not {option!r}")
+    reach = correction_reach(prompts)
+    if reach is None:
+        return refined
+    return apply_hard_constraints(np.where(reach, refined, mask.astype(bool)), prompts)
 
 
 def feathered_alpha(mask: np.ndarray, prompts: Prompts | None = None, width_px: float = 2.0) -> np.ndarray:

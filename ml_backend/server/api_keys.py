@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ..errors import ClientError
+from .acs_protocol import ACTION_HEADER, access_key_id
 
 # auto_error=False: these only read the headers (and document them in OpenAPI);
 # the decision, and its error in the API's own shape, is ours.
@@ -36,7 +37,8 @@ def invalid_api_key() -> ClientError:
     # Deliberately the same message whether the key was missing, malformed or wrong.
     return ClientError(
         "InvalidApiKey",
-        "a valid API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+        "a valid API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
+        "(or, with an Alibaba Cloud SDK, as the access key id)",
         status=401,
     )
 
@@ -51,6 +53,27 @@ async def require_api_key(
     if not configured_keys:
         return
     bearer_key = bearer.credentials if bearer is not None else None
-    if key_is_valid(bearer_key, configured_keys) or key_is_valid(header_key, configured_keys):
+    if (
+        key_is_valid(bearer_key, configured_keys)
+        or key_is_valid(header_key, configured_keys)
+        or key_is_valid(access_key_id(request), configured_keys)
+    ):
+        return
+    if _may_be_oss_form_upload(request):
+        # An OSS form upload carries no key: the signed policy from AuthorizeFileUpload
+        # (which needed one) authorises it. Decided once the body is read; any other
+        # request with this mark is refused then.
+        request.state.api_key_deferred = True
         return
     raise invalid_api_key()
+
+
+def _may_be_oss_form_upload(request: Request) -> bool:
+    return (
+        request.method == "POST"
+        and request.url.path == "/"
+        and request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+        and "authorization" not in request.headers
+        and not request.headers.get(ACTION_HEADER)
+        and "Action" not in request.query_params
+    )

@@ -38,8 +38,9 @@ from .disk_quota import enforce_disk_quota
 
 logger = logging.getLogger(__name__)
 
-MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpg": "image/jpeg"}
-RESULT_NAME = re.compile(r"^[0-9a-f]{32}\.(png|jpg)$")
+# .bin: files uploaded through AuthorizeFileUpload (oss_uploads), kept like results.
+MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpg": "image/jpeg", "bin": "application/octet-stream"}
+RESULT_NAME = re.compile(r"^[0-9a-f]{32}\.(png|jpg|bin)$")
 SIGNING_KEY_BYTES = 32
 SIGNING_KEY_FILE = "signing.key"
 REDIS_RESULT_PREFIX = "scribble:result:"

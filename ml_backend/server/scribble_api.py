@@ -42,8 +42,9 @@ from ..cutout import CutoutOptions, CutoutResult, build_prompts, cut_out, parse_
 from ..errors import ClientError, Overloaded, invalid_parameter
 from ..io.images import IMAGE_MAX_BYTES, MASK_MAX_BYTES, decode_image, decode_mask
 from ..settings import Settings
+from . import acs_protocol, oss_uploads
 from .metrics import ROUNDS
-from .api_keys import require_api_key
+from .api_keys import invalid_api_key, require_api_key
 from .fetch_pool import FetchPool
 from .memory_budget import MemoryBudget
 from .public_url import result_base_url
@@ -108,7 +109,8 @@ class ScribbleSegmentationRequest(BaseModel):
     )
     ReturnFormat: str | None = Field(
         "PNG",
-        description="`PNG` or `JPG` (`JPG` cannot carry alpha: use it with `only_alpha` or `white_background`).",
+        description="`PNG` or `JPG`. `rgb_alpha` is always PNG (JPG cannot carry alpha, and the original "
+        "documents it as a four-channel PNG); `JPG` applies to `only_alpha` and `white_background`.",
         json_schema_extra={"enum": ["PNG", "JPG"]},
     )
     EdgeFeathering: str | bool | None = Field(
@@ -258,7 +260,8 @@ def render(request: Request, status: int, content: dict[str, Any], xml_root: str
 
 
 def error_response(request: Request, error: ClientError) -> Response:
-    content = {"RequestId": request_id_of(request), "Code": error.code, "Message": error.message}
+    public_url = request.app.state.service.settings.PUBLIC_URL
+    content = acs_protocol.error_content(request, error, request_id_of(request), public_url)
     response = render(request, error.status, content, "Error")
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="scribble-api"'
@@ -384,6 +387,14 @@ async def read_body(request: Request) -> RequestBody:
 async def handle_body_request(request: Request, action_required: bool) -> Response:
     body = await read_body(request)
     try:
+        store: ResultStore = request.app.state.result_store
+        if oss_uploads.is_post_object(request, body.fields, body.form):
+            assert body.form is not None
+            return await oss_uploads.post_object(request, body.form, store)
+        if getattr(request.state, "api_key_deferred", False):
+            raise invalid_api_key()  # deferred by require_api_key in case this was an OSS form upload
+        if acs_protocol.requested_action(request, body.fields) == oss_uploads.AUTHORIZE_ACTION:
+            return render_authorize_file_upload(request)
         # Parameters may also sit in the query string (the original's RPC style); the body wins.
         raw = {**request.query_params, **body.fields}
         return await handle_segmentation(request, raw, body.uploads, action_required)
@@ -406,7 +417,7 @@ def parse_parameters(raw: Mapping[str, Any], action_required: bool) -> ScribbleS
     if parameters.Action is None and action_required:
         raise invalid_parameter("Action", f"is required; use Action={ACTION}")
     if parameters.Action is not None and parameters.Action != ACTION:
-        raise invalid_parameter("Action", f"must be {ACTION}, not {parameters.Action[:100]!r}")
+        raise acs_protocol.action_not_found(parameters.Action, (ACTION, oss_uploads.AUTHORIZE_ACTION))
     if parameters.Format is not None and parameters.Format.strip().upper() not in ("JSON", "XML"):
         raise invalid_parameter("Format", f"must be JSON or XML, not {parameters.Format[:100]!r}")
     return parameters
@@ -436,8 +447,12 @@ async def gather_inputs(
     uploads: Mapping[str, UploadFile],
     settings: Settings,
     fetch_pool: FetchPool,
+    request: Request | None = None,
 ) -> dict[str, InputBytes]:
-    """Each input's bytes, from its upload or its URL (fetched concurrently, off the event loop)."""
+    """Each input's bytes, from its upload or its URL (fetched concurrently, off the event loop).
+
+    With ``request``, URLs naming files uploaded through ``AuthorizeFileUpload`` are
+    read from the result store instead (see ``oss_uploads``)."""
     sources: dict[str, tuple[InputSpec, str | None, UploadFile | None]] = {}
     for spec in INPUTS:
         url: str | None = getattr(parameters, spec.url_parameter)
@@ -466,8 +481,16 @@ async def gather_inputs(
             inputs[role] = InputBytes(spec.upload_parameter, data)
         else:
             fetched_roles.append(role)
-            # On the fetch pool's own threads: a slow host never holds a compute thread.
-            fetches.append(fetch_pool.fetch(url, spec.url_parameter, spec.max_bytes, allowed_hosts))
+            upload_name = oss_uploads.upload_name_of(url, request, settings) if request is not None else None
+            if upload_name is not None:
+                assert request is not None
+                store: ResultStore = request.app.state.result_store
+                fetches.append(
+                    run_in_threadpool(oss_uploads.read_upload, store, upload_name, spec.url_parameter, spec.max_bytes)
+                )
+            else:
+                # On the fetch pool's own threads: a slow host never holds a compute thread.
+                fetches.append(fetch_pool.fetch(url, spec.url_parameter, spec.max_bytes, allowed_hosts))
     results = await asyncio.gather(*fetches, return_exceptions=True)
     for result in results:  # the first failure in parameter order is the one reported
         if isinstance(result, BaseException):
@@ -518,10 +541,11 @@ async def handle_segmentation(
     settings: Settings = request.app.state.service.settings
     if isinstance(raw.get("Format"), str):  # known before validation, so its errors render alike
         request.state.response_format = raw["Format"]
+    raw = acs_protocol.with_acs_headers(request, raw)  # the SDK's V3 signature sends Action only there
     parameters = parse_parameters(raw, action_required)
     options = cutout_options(parameters)
     return_base64 = parse_bool("ReturnBase64", parameters.ReturnBase64, default=False)
-    inputs = await gather_inputs(parameters, uploads, settings, request.app.state.fetch_pool)
+    inputs = await gather_inputs(parameters, uploads, settings, request.app.state.fetch_pool, request)
     fetched = time.perf_counter()
 
     segmenter: Segmenter = request.app.state.service.segmenter
@@ -541,13 +565,22 @@ async def handle_segmentation(
         "request %s: %s %s, inputs %.2f s, segmentation %s, result %s (%d bytes)",
         request_id_of(request),
         options.return_form,
-        options.return_format,
+        options.encoded_format,
         fetched - started,
         {name: round(seconds, 3) for name, seconds in result.timings.items()},
         signed.name,
         len(result.content),
     )
     return render(request, 200, {"RequestId": request_id_of(request), "Data": data}, XML_ROOT)
+
+
+def render_authorize_file_upload(request: Request) -> Response:
+    """``AuthorizeFileUpload``, the first step of the SDK's ``*_advance`` calls (see ``oss_uploads``)."""
+    settings: Settings = request.app.state.service.settings
+    content = oss_uploads.authorize_file_upload(
+        request, settings, request.app.state.result_store, request_id_of(request)
+    )
+    return render(request, 200, content, "AuthorizeFileUploadResponse")
 
 
 # --------------------------------------------------------------------------- OpenAPI
@@ -635,6 +668,8 @@ guarded = [Depends(require_api_key)]
     response_model=None,
 )
 async def segment_by_query(request: Request) -> Response:
+    if acs_protocol.requested_action(request) == oss_uploads.AUTHORIZE_ACTION:
+        return render_authorize_file_upload(request)
     return await handle_segmentation(request, request.query_params, {}, action_required=True)
 
 
