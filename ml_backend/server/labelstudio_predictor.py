@@ -6,8 +6,8 @@ region of the context's class, for the instance the click names
 (``labelstudio_drafts.py``: strokes painted just before a click arrive only in
 the draft Label Studio saves about 5 s later). When those strokes cannot be had,
 the answer is a message in the labeling config's TextArea, never a stale mask.
-A round's mask seeds the next click of the same set of clicks on the same image
-and strokes (``round_store.round_memory_key``).
+Every round is made from what the annotator has on screen (strokes, accepted
+masks, clicks): nothing of an earlier round is remembered server-side.
 Batch call (``context`` is null: a task opened, "Retrieve Predictions"): one
 region per class that has strokes.
 """
@@ -30,7 +30,6 @@ from ..labelstudio.touches import painting_budget
 from .metrics import ROUNDS
 from .precompute import Precomputer, ThreadPrecomputer
 from .labelstudio_drafts import TaskDraftsReader, clicked_region_id, draft_holding, wait_for_draft
-from .round_store import round_memory_key, strokes_digest
 from .state import ServiceState
 from .task_images import LoadedImage, TaskImageLoader
 
@@ -173,16 +172,18 @@ class LabelStudioPredictor:
             strokes, state.accepted.get(label, []), label, (height, width),
             prompts_from_context.points, prompts_from_context.point_labels,
         )  # fmt: skip
-        click_ids = _prompt_ids(context)
-        strokes_key = strokes_digest(plan.positive, plan.negative)
+        logger.info(
+            "task %s: %d stroke regions, %d accepted %s masks, clicks %s, %s instance",
+            task.get("id"), len(strokes), len(state.accepted.get(label, [])), label,
+            [(round(float(x)), round(float(y)), int(positive)) for (x, y), positive
+             in zip(prompts_from_context.points, prompts_from_context.point_labels)],
+            "new" if plan.refined is None else f"refining the accepted",
+        )  # fmt: skip
+        # No server-side memory of earlier rounds: every round is made from what the
+        # annotator has on screen (strokes, accepted masks, clicks), so accepting,
+        # rejecting, erasing or another image can never bring back a mask the
+        # annotator no longer sees. An accepted mask the click refines seeds it.
         previous = plan.previous
-        earlier_clicks = click_ids - {clicked_region_id(context)}
-        if earlier_clicks:
-            remembered = self.service.round_store.get(
-                round_memory_key(image.key, label, plan.refined, earlier_clicks, strokes_key)
-            )
-            if remembered is not None and remembered.shape == (height, width):
-                previous = remembered
         mask, score = self._segment(
             image, plan.positive, plan.negative, previous,
             points=prompts_from_context.points,
@@ -193,8 +194,6 @@ class LabelStudioPredictor:
         ROUNDS.labels("labelstudio_interactive").inc()
         if mask is None or not mask.any():
             return {"result": [], "score": 0.0, "model_version": self.service.model_version}
-        if click_ids:
-            self.service.round_store.put(round_memory_key(image.key, label, plan.refined, click_ids, strokes_key), mask)
         region = brush_result(mask, label, config, height, width, score)
         return {"result": [region], "score": score, "model_version": self.service.model_version}
 
@@ -293,21 +292,6 @@ def _has_any_results(task: dict) -> bool:
         if isinstance(items, list) and any(isinstance(item, dict) and item.get("result") for item in items):
             return True
     return False
-
-
-def _prompt_ids(context: dict) -> frozenset[str]:
-    """Ids of the smart keypoints and rectangles on screen, as the context lists them."""
-    results = context.get("result") if isinstance(context, dict) else None
-    if not isinstance(results, list):
-        return frozenset()
-    return frozenset(
-        item["id"]
-        for item in results
-        if isinstance(item, dict)
-        and str(item.get("type", "")).lower() in ("keypointlabels", "rectanglelabels")
-        and isinstance(item.get("id"), str)
-        and item["id"]
-    )
 
 
 @lru_cache(maxsize=64)

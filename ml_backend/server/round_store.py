@@ -134,24 +134,3 @@ class RedisRoundStore:
 def round_key(project: str | None, task_id: object, user: object, label: str) -> str:
     return f"{project or '-'}:{task_id}:{user or '-'}:{label}"
 
-
-def strokes_digest(positive: np.ndarray, negative: np.ndarray) -> str:
-    """A short digest of one round's scribbles: a memory entry holds only while they are unchanged."""
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(pack_mask(positive))
-    digest.update(pack_mask(negative))
-    return digest.hexdigest()
-
-
-def round_memory_key(
-    image_digest: str, label: str, instance: int | None, click_ids: frozenset[str] | set[str], strokes: str
-) -> str:
-    """Key of one round of a Label Studio session, built from what the annotator sees.
-
-    The image's content (never another image's mask, whatever the task id or
-    Label Studio), the class and instance, the clicks on screen (accepting or
-    rejecting a suggestion starts a new set of clicks) and the strokes (a
-    repainted or erased stroke starts afresh).
-    """
-    clicks = ",".join(sorted(click_ids))
-    return f"ls:{image_digest}:{label}:{'new' if instance is None else instance}:{clicks}:{strokes}"

@@ -28,7 +28,7 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 # Tall enough for the headers, the label rows and the whole image at its fitted size.
-VIEWPORT = {"width": 1400, "height": 1500}
+VIEWPORT = {"width": 1400, "height": 2000}
 UI_TIMEOUT_MS = 60_000
 STAGE_SETTLE_S = 15.0
 # The backend waits up to DRAFT_WAIT_SECONDS (12 s) for the draft; Label Studio allows 100 s.
@@ -94,6 +94,22 @@ class LabelingPage:
         self.page = page
         self.width, self.height = width, height
         self.stage = page.locator(".konvajs-content").first
+        # The image as drawn: Label Studio draws it inside the stage, a few percent
+        # smaller than the stage's box, so points map through the image's own box.
+        self.image = page.locator("img[alt=image]").first
+        # Every draft the labeling UI saves, as Label Studio answered it (newest last).
+        self.saved_drafts: list[dict[str, Any]] = []
+        page.on("response", self._remember_draft)
+
+    def _remember_draft(self, response: Any) -> None:
+        is_draft_save = response.request.method in ("POST", "PATCH") and (
+            "/drafts" in response.url or "/api/drafts/" in response.url
+        )
+        if is_draft_save and response.ok:
+            try:
+                self.saved_drafts.append(response.json())
+            except Exception:  # a body that is not JSON is no draft to remember
+                pass
 
     # ------------------------------------------------------------------ opening
 
@@ -116,8 +132,7 @@ class LabelingPage:
                 break
             previous = box
             self.page.wait_for_timeout(300)
-        box = self.stage.bounding_box()
-        # The shipped config fits the image into the stage: same aspect, no letterbox to map around.
+        box = self.image.bounding_box()
         assert abs(box["width"] / box["height"] - self.width / self.height) < 0.01, box
         assert box["y"] + box["height"] <= VIEWPORT["height"], f"the image does not fit the viewport: {box}"
 
@@ -130,7 +145,7 @@ class LabelingPage:
     # ------------------------------------------------------------------ geometry
 
     def screen_point(self, x_px: float, y_px: float) -> tuple[float, float]:
-        box = self.stage.bounding_box()
+        box = self.image.bounding_box()
         return box["x"] + (x_px + 0.5) * box["width"] / self.width, box["y"] + (y_px + 0.5) * box["height"] / self.height
 
     def assert_on_canvas(self, x_px: float, y_px: float) -> None:
@@ -140,6 +155,24 @@ class LabelingPage:
             list(self.screen_point(x_px, y_px)),
         )
         assert on_canvas, f"image point {(x_px, y_px)} is covered"
+
+    def mask_on_canvas(self, mask: np.ndarray, canvas_shape: tuple[int, ...]) -> np.ndarray:
+        """An image-grid mask where it shows on the stage's screenshot (the image is drawn through its own box)."""
+        import cv2
+
+        stage, image = self.stage.bounding_box(), self.image.bounding_box()
+        scale_x, scale_y = image["width"] / self.width, image["height"] / self.height
+        # Screenshot pixels per CSS pixel (1 in these tests, kept general).
+        ratio_x, ratio_y = canvas_shape[1] / stage["width"], canvas_shape[0] / stage["height"]
+        matrix = np.array(
+            [
+                [scale_x * ratio_x, 0, (image["x"] - stage["x"]) * ratio_x],
+                [0, scale_y * ratio_y, (image["y"] - stage["y"]) * ratio_y],
+            ],
+            np.float64,
+        )
+        size = (canvas_shape[1], canvas_shape[0])
+        return cv2.warpAffine(mask.astype(np.uint8), matrix, size, flags=cv2.INTER_NEAREST) > 0
 
     def canvas_pixels(self) -> np.ndarray:
         png = self.stage.screenshot()
@@ -173,6 +206,10 @@ class LabelingPage:
             # Chromium coalesces mouse moves per frame: let a frame pass at each vertex.
             self.page.wait_for_timeout(60)
         mouse.up()
+
+    def select_region(self, kind: str, index: int) -> None:
+        """Selects a region in the outliner (the eraser erases from the selected brush region)."""
+        self.page.locator(f".lsf-tree__node_type_{kind}").nth(index).click()
 
     def choose_eraser(self) -> None:
         self.release_focus()
