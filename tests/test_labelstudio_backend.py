@@ -425,3 +425,38 @@ def test_refine_auto_gives_each_engine_its_own_refinement(tmp_path, label_studio
     response = client.post("/predict", json=interactive_body(_default_draft(), [_keypoint(100, 80)]))
     assert response.status_code == 200, response.text
     assert used == [expected]
+
+
+def test_an_accepted_mask_of_the_class_is_another_instance(client):
+    """Disc A labelled (its stroke and accepted mask in the draft); a stroke and a click on disc B: only B."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    disc_a, disc_b = np.zeros((HEIGHT, WIDTH), np.uint8), np.zeros((HEIGHT, WIDTH), np.uint8)
+    cv2.circle(disc_a, (60, 80), 35, 1, -1)
+    cv2.circle(disc_b, (140, 80), 35, 1, -1)
+    disc_a, disc_b = disc_a > 0, disc_b > 0
+    image = np.empty((HEIGHT, WIDTH, 3), np.float32)
+    image[:] = (60, 90, 170)
+    image[disc_a | disc_b] = (200, 80, 60)
+    image = np.clip(image + rng.normal(0, 14, image.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    LabelStudioFiles.files["/data/upload/1/two-discs.png"] = buffer.getvalue()
+    accepted_a = {
+        "from_name": "mask", "to_name": "image", "type": "brushlabels", "id": "acceptedA",
+        "original_width": WIDTH, "original_height": HEIGHT,
+        "value": {"format": "rle", "rle": encode_mask(disc_a), "brushlabels": ["Object"]},
+    }  # fmt: skip
+    draft = [_stroke_region("Object", [(45, 80), (75, 80)], region_id="strokeA"), accepted_a,
+             _stroke_region("Object", [(125, 80), (155, 80)], region_id="strokeB")]  # fmt: skip
+    body = interactive_body(draft, [_keypoint(140, 95, region_id="clickB")])
+    body["tasks"][0]["data"] = {"image": "/data/upload/1/two-discs.png"}
+    mask = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
+    assert iou(mask, disc_b) >= 0.9
+    assert not (mask & disc_a).any()
+    # A click inside A refines A: its accepted mask seeds the round, and the answer stays A.
+    body = interactive_body(draft, [_keypoint(60, 95, region_id="clickA")])
+    body["tasks"][0]["data"] = {"image": "/data/upload/1/two-discs.png"}
+    refined = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
+    assert iou(refined, disc_a) >= 0.9

@@ -113,7 +113,7 @@ def screenshot(ui: LabelingPage | Any, name: str, clip: dict[str, float] | None 
     picture = Image.open(path).convert("RGB")
     if picture.width > SCREENSHOT_WIDTH:
         picture = picture.resize((SCREENSHOT_WIDTH, round(picture.height * SCREENSHOT_WIDTH / picture.width)), Image.LANCZOS)
-    picture.quantize(colors=64).save(path, optimize=True)
+    picture.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
 
 
 # --------------------------------------------------------------------------- checks

@@ -27,9 +27,9 @@ from ..labelstudio.config import ScribbleConfig, parse_scribble_config
 from ..labelstudio.instances import Stroke, plan_instance
 from ..labelstudio.mapping import brush_result, class_scribbles, context_prompts, strokes_from_task, task_state
 from ..labelstudio.touches import painting_budget
+from .labelstudio_drafts import TaskDraftsReader, clicked_region_id, draft_holding, wait_for_draft
 from .metrics import ROUNDS
 from .precompute import Precomputer, ThreadPrecomputer
-from .labelstudio_drafts import TaskDraftsReader, clicked_region_id, draft_holding, wait_for_draft
 from .state import ServiceState
 from .task_images import LoadedImage, TaskImageLoader
 
@@ -173,11 +173,11 @@ class LabelStudioPredictor:
             prompts_from_context.points, prompts_from_context.point_labels,
         )  # fmt: skip
         logger.info(
-            "task %s: %d stroke regions, %d accepted %s masks, clicks %s, %s instance",
+            "task %s: %d stroke regions, %d accepted %s masks, clicks %s: %s instance",
             task.get("id"), len(strokes), len(state.accepted.get(label, [])), label,
             [(round(float(x)), round(float(y)), int(positive)) for (x, y), positive
              in zip(prompts_from_context.points, prompts_from_context.point_labels)],
-            "new" if plan.refined is None else f"refining the accepted",
+            "a new" if plan.refined is None else "refining an accepted",
         )  # fmt: skip
         # No server-side memory of earlier rounds: every round is made from what the
         # annotator has on screen (strokes, accepted masks, clicks), so accepting,
@@ -208,7 +208,8 @@ class LabelStudioPredictor:
             return task, None  # not a click from the labeling UI: the call is all there is
         carried = draft_holding(task.get("drafts"), clicked)
         if carried is not None:
-            return {**task, "drafts": [carried]}, None
+            # The draft holding the click is the annotator's screen: nothing else counts.
+            return {**task, "drafts": [carried], "annotations": []}, None
         timeout = self.service.settings.DRAFT_WAIT_SECONDS
         task_id = task.get("id")
         if timeout <= 0 or isinstance(task_id, bool) or not isinstance(task_id, int):
@@ -220,7 +221,7 @@ class LabelStudioPredictor:
         if wait.draft is None:
             logger.warning("task %s: %s", task_id, wait.reason)
             return task, wait.reason
-        return {**task, "drafts": [wait.draft]}, None
+        return {**task, "drafts": [wait.draft], "annotations": []}, None
 
     def _message(self, config: ScribbleConfig, text: str) -> dict:
         """An answer the annotator reads in the labeling UI (Label Studio shows no error field)."""
