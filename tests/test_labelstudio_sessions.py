@@ -411,3 +411,40 @@ def test_reject_then_repaint_and_erase(session: AnnotatorSession, tmp_path: Path
     assert iou(erased, disc_a) >= 0.9, "the erased part of the stroke still counts" + debug(session, ui)
     assert (erased & disc_b).sum() <= 0.05 * disc_b.sum()
     ui.page.close()
+
+
+def test_a_changed_image_gets_its_own_mask(session: AnnotatorSession, tmp_path: Path) -> None:
+    """The task's image replaced (same task id, same strokes): the mask is the new image's, never the old one's."""
+    image, disc_a, disc_b = two_disc_scene(touching=False)
+    height, width = disc_a.shape
+    project_id, task_id = session.new_task("changed image", save_image(image, tmp_path / "discs.png"))
+    ui = session.open(project_id, task_id, width, height)
+    ui.choose_stroke_label(STROKE_OBJECT_KEY)
+    ui.paint([(90, 150), (310, 150)])
+    ui.choose_smart_keypoint()
+    both = suggested_mask(ui.click_for_mask(110, 175), width, height)
+    assert iou(both, disc_a | disc_b) >= 0.8
+
+    # The same task now shows an image with disc A only (B painted over with the background).
+    only_a = image.copy()
+    noise = np.random.default_rng(7).normal(0, 14, (int(disc_b.sum()), 3))
+    only_a[disc_b] = np.clip(np.array([60, 90, 170]) + noise, 0, 255).astype(np.uint8)
+    client = session.label_studio.client
+    client.import_image(project_id, save_image(only_a, tmp_path / "only-a.png"))
+    [new_url] = [task["data"]["image"] for task in client.list_tasks(project_id) if task["id"] != task_id]
+    client.request("PATCH", f"/api/tasks/{task_id}", json={"data": {"image": new_url}})
+    ui.page.close()
+
+    ui = session.open(project_id, task_id, width, height)
+    ui.choose_stroke_label(STROKE_OBJECT_KEY)
+    ui.paint([(90, 150), (310, 150)])
+    ui.choose_smart_keypoint()
+    # Off the first click: the reopened task shows the draft, first keypoint included,
+    # and a click on a region selects it instead of asking for a mask.
+    changed = suggested_mask(ui.click_for_mask(95, 185), width, height)
+    # The stroke still crosses where B was, so the mask is disc A plus that stroke's line;
+    # nothing else of the old image's mask (disc B) remains.
+    stroke_band = line([(90, 150), (310, 150)], disc_a.shape, 15)
+    assert iou(changed & ~stroke_band, disc_a & ~stroke_band) >= 0.9, "the mask does not follow the changed image" + debug(session, ui)
+    assert (changed & disc_b & ~stroke_band).sum() <= 0.02 * disc_b.sum()
+    ui.page.close()
