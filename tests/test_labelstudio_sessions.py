@@ -448,3 +448,31 @@ def test_a_changed_image_gets_its_own_mask(session: AnnotatorSession, tmp_path: 
     assert iou(changed & ~stroke_band, disc_a & ~stroke_band) >= 0.9, "the mask does not follow the changed image" + debug(session, ui)
     assert (changed & disc_b & ~stroke_band).sum() <= 0.02 * disc_b.sum()
     ui.page.close()
+
+
+def test_strokes_that_cannot_be_had_give_a_message_not_a_stale_mask(session: AnnotatorSession, tmp_path: Path) -> None:
+    """A backend that waits less than Label Studio's 5 s autosave: the annotator reads why, in the labeling UI."""
+    impatient = BackendServer(session.label_studio.url, session.label_studio.token, {"DRAFT_WAIT_SECONDS": "1"}).start()
+    try:
+        image, disc_a, _ = two_disc_scene(touching=False)
+        height, width = disc_a.shape
+        client = session.label_studio.client
+        project = client.create_project("impatient backend", LABEL_CONFIG)
+        client.import_image(project["id"], save_image(image, tmp_path / "discs.png"))
+        [task] = client.list_tasks(project["id"])
+        client.add_ml_backend(project["id"], impatient.url, title="impatient", is_interactive=True)
+        ui = session.open(project["id"], task["id"], width, height)
+        ui.choose_stroke_label(STROKE_OBJECT_KEY)
+        ui.paint([(85, 150), (135, 150)])
+        ui.choose_smart_keypoint()
+        answer = ui.click_for_mask(110, 175)
+        [message] = answer.regions
+        assert message["type"] == "textarea" and message["from_name"] == "message"
+        text = message["value"]["text"][0]
+        assert text.startswith("Strokes not reached: Label Studio saved no draft holding this click within 1 s")
+        # The annotator sees it in the labeling UI.
+        ui.page.get_by_text("Strokes not reached", exact=False).first.wait_for()
+        screenshot(ui, "message")
+        ui.page.close()
+    finally:
+        impatient.stop()
