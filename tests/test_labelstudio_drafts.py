@@ -18,7 +18,11 @@ TOKEN = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _draft(draft_id, region_ids, updated_at="2026-12-03T05:00:00Z"):
-    return {"id": draft_id, "updated_at": updated_at, "result": [{"id": region_id, "type": "brushlabels"} for region_id in region_ids]}
+    return {
+        "id": draft_id,
+        "updated_at": updated_at,
+        "result": [{"id": region_id, "type": "brushlabels"} for region_id in region_ids],
+    }
 
 
 class FakeClock:
@@ -71,7 +75,9 @@ def test_the_wait_polls_until_a_draft_holds_the_click():
 
 def test_the_wait_gives_up_after_its_bound_and_says_why():
     clock = FakeClock()
-    wait = wait_for_draft(lambda: [_draft(1, ["stroke"])], "click", timeout_s=2, poll_s=0.3, clock=clock, sleep=clock.sleep)
+    wait = wait_for_draft(
+        lambda: [_draft(1, ["stroke"])], "click", timeout_s=2, poll_s=0.3, clock=clock, sleep=clock.sleep
+    )
     assert wait.draft is None
     assert "within 2 s" in wait.reason
     assert wait.waited_s <= 2

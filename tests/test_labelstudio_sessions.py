@@ -16,6 +16,7 @@ With LS_DEBUG_DIR set, a failing session leaves its drafts, masks and canvas sho
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import statistics
@@ -38,7 +39,6 @@ from tests.support.labeling_ui import (
     LabelingPage,
     Suggestion,
     chromium,
-    log_in,
     sign_up,
 )
 from tests.synthetic import iou
@@ -93,7 +93,9 @@ def session(
         timings: dict[str, list[float]] = {}
         yield AnnotatorSession(label_studio, scribble_backend, browser, email, timings)
         for name, seconds in timings.items():
-            print(f"\nclick-to-mask, {name}: median {statistics.median(seconds):.1f} s of {len(seconds)} ({', '.join(f'{s:.1f}' for s in seconds)})")
+            print(
+                f"\nclick-to-mask, {name}: median {statistics.median(seconds):.1f} s of {len(seconds)} ({', '.join(f'{s:.1f}' for s in seconds)})"
+            )
 
 
 def screenshot(ui: LabelingPage | Any, name: str, clip: dict[str, float] | None = None) -> None:
@@ -106,13 +108,20 @@ def screenshot(ui: LabelingPage | Any, name: str, clip: dict[str, float] | None 
         # Between the data manager's column and the side panel, down to the image's end.
         stage = ui.stage.bounding_box()
         left = page.locator(".lsf-main-view, .lsf-main-content").first.bounding_box() or {"x": stage["x"] - 20}
-        clip = {"x": left["x"], "y": 40, "width": stage["x"] + stage["width"] + 60 - left["x"], "height": stage["y"] + stage["height"] + 50 - 40}
+        clip = {
+            "x": left["x"],
+            "y": 40,
+            "width": stage["x"] + stage["width"] + 60 - left["x"],
+            "height": stage["y"] + stage["height"] + 50 - 40,
+        }
     path = Path(folder) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), clip=clip)
     picture = Image.open(path).convert("RGB")
     if picture.width > SCREENSHOT_WIDTH:
-        picture = picture.resize((SCREENSHOT_WIDTH, round(picture.height * SCREENSHOT_WIDTH / picture.width)), Image.LANCZOS)
+        picture = picture.resize(
+            (SCREENSHOT_WIDTH, round(picture.height * SCREENSHOT_WIDTH / picture.width)), Image.LANCZOS
+        )
     picture.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
 
 
@@ -153,8 +162,12 @@ def shown_iou(ui: LabelingPage, before: np.ndarray, mask: np.ndarray, wanted: fl
     return best
 
 
-def stored_masks(label_studio: LabelStudioServer, task_id: int, annotation_id: int, width: int, height: int) -> list[np.ndarray]:
-    [annotation] = [saved for saved in label_studio.client.get_task(task_id)["annotations"] if saved["id"] == annotation_id]
+def stored_masks(
+    label_studio: LabelStudioServer, task_id: int, annotation_id: int, width: int, height: int
+) -> list[np.ndarray]:
+    [annotation] = [
+        saved for saved in label_studio.client.get_task(task_id)["annotations"] if saved["id"] == annotation_id
+    ]
     return [
         decode_rle(region["value"]["rle"], height, width) > 127
         for region in annotation["result"]
@@ -164,7 +177,7 @@ def stored_masks(label_studio: LabelStudioServer, task_id: int, annotation_id: i
 
 def line(points: list[tuple[float, float]], shape: tuple[int, int], width: int = 9) -> np.ndarray:
     canvas = np.zeros(shape, np.uint8)
-    for start, end in zip(points, points[1:]):
+    for start, end in itertools.pairwise(points):
         cv2.line(canvas, tuple(map(int, start)), tuple(map(int, end)), 1, width)
     return canvas > 0
 
@@ -174,7 +187,9 @@ def debug(session: AnnotatorSession, ui: LabelingPage) -> str:
     if os.environ.get("LS_DEBUG_DIR"):
         import json
 
-        (Path(os.environ["LS_DEBUG_DIR"]) / f"drafts-{ui.page.url.split('task=')[-1]}.json").write_text(json.dumps(ui.saved_drafts))
+        (Path(os.environ["LS_DEBUG_DIR"]) / f"drafts-{ui.page.url.split('task=')[-1]}.json").write_text(
+            json.dumps(ui.saved_drafts)
+        )
     drafts = [
         [(region.get("type"), region.get("from_name"), region.get("id"), [t.get("type") for t in region.get("value", {}).get("touches", [])])
          for region in draft.get("result", [])]
@@ -292,7 +307,9 @@ def test_photograph_stroke_leak_negative_stroke_accept_submit(session: Annotator
     session.timings.setdefault("click at once", []).append(first.seconds)
     first_mask = suggested_mask(first, width, height)
     covered = first_mask[line(stroke, truth.shape, 3)].mean()
-    assert covered == 1.0, f"{covered:.3f} of the stroke painted just before the click is in the mask" + debug(session, ui)
+    assert covered == 1.0, f"{covered:.3f} of the stroke painted just before the click is in the mask" + debug(
+        session, ui
+    )
     ui.wait_for_suggestion_shown()
     assert shown_iou(ui, before, first_mask, 0.75) >= 0.75
     screenshot(ui, "suggestion")
@@ -300,12 +317,16 @@ def test_photograph_stroke_leak_negative_stroke_accept_submit(session: Annotator
     if os.environ.get("LS_DEBUG_DIR"):
         Image.fromarray((first_mask * 255).astype(np.uint8)).save(Path(os.environ["LS_DEBUG_DIR"]) / "photo-round1.png")
     # The leak: the largest part of the mask off the object, wide enough to paint on.
-    off_object = (first_mask & ~cv2.dilate(truth.astype(np.uint8), np.ones((17, 17), np.uint8)).astype(bool)).astype(np.uint8)
+    off_object = (first_mask & ~cv2.dilate(truth.astype(np.uint8), np.ones((17, 17), np.uint8)).astype(bool)).astype(
+        np.uint8
+    )
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(cv2.erode(off_object, np.ones((9, 9), np.uint8)))
-    assert count >= 2, f"round 1 (IoU {iou(first_mask, truth):.3f}) no longer leaks: pick another photograph" + debug(session, ui)
+    assert count >= 2, f"round 1 (IoU {iou(first_mask, truth):.3f}) no longer leaks: pick another photograph" + debug(
+        session, ui
+    )
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     leak = first_mask & ~truth & (cv2.dilate((labels == largest).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
-    leak_x, leak_y = centroids[largest]
+    _, leak_y = centroids[largest]
     run = np.nonzero(labels[int(leak_y)] == largest)[0]
     negative_stroke = [(float(run.min() + 3), float(int(leak_y))), (float(run.max() - 3), float(int(leak_y)))]
 
@@ -445,7 +466,9 @@ def test_a_changed_image_gets_its_own_mask(session: AnnotatorSession, tmp_path: 
     # The stroke still crosses where B was, so the mask is disc A plus that stroke's line;
     # nothing else of the old image's mask (disc B) remains.
     stroke_band = line([(90, 150), (310, 150)], disc_a.shape, 15)
-    assert iou(changed & ~stroke_band, disc_a & ~stroke_band) >= 0.9, "the mask does not follow the changed image" + debug(session, ui)
+    assert iou(changed & ~stroke_band, disc_a & ~stroke_band) >= 0.9, (
+        "the mask does not follow the changed image" + debug(session, ui)
+    )
     assert (changed & disc_b & ~stroke_band).sum() <= 0.02 * disc_b.sum()
     ui.page.close()
 

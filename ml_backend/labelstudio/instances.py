@@ -87,9 +87,7 @@ def stroke_owner(stroke: np.ndarray, instances: list[np.ndarray]) -> int | None:
     return best if shares[best] >= OWNED_SHARE else None
 
 
-def clicked_instance(
-    instances: list[np.ndarray], points: np.ndarray, point_labels: np.ndarray
-) -> int | None:
+def clicked_instance(instances: list[np.ndarray], points: np.ndarray, point_labels: np.ndarray) -> int | None:
     """The instance under the newest positive click, else None (a new instance)."""
     points = np.asarray(points, np.float64).reshape(-1, 2)
     labels = np.asarray(point_labels).reshape(-1)

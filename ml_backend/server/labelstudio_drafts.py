@@ -141,7 +141,9 @@ class TaskDraftsReader:
         try:
             drafts = json.loads(body)
         except ValueError:
-            raise DraftsUnavailable("Label Studio answered the drafts request with something that is not JSON") from None
+            raise DraftsUnavailable(
+                "Label Studio answered the drafts request with something that is not JSON"
+            ) from None
         if isinstance(drafts, dict) and isinstance(drafts.get("results"), list):
             drafts = drafts["results"]  # a paginated answer
         if not isinstance(drafts, list):
@@ -162,7 +164,9 @@ class TaskDraftsReader:
             answer.raise_for_status()
             access = answer.json()["access"]
         except (requests.RequestException, ValueError, KeyError, TypeError):
-            raise DraftsUnavailable("Label Studio refused to turn the backend's personal access token into an access token") from None
+            raise DraftsUnavailable(
+                "Label Studio refused to turn the backend's personal access token into an access token"
+            ) from None
         with self._lock:
             self._access[base] = (access, time.monotonic())
         return f"Bearer {access}"

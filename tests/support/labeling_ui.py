@@ -105,11 +105,8 @@ class LabelingPage:
         is_draft_save = response.request.method in ("POST", "PATCH") and (
             "/drafts" in response.url or "/api/drafts/" in response.url
         )
-        if is_draft_save and response.ok:
-            try:
-                self.saved_drafts.append(response.json())
-            except Exception:  # a body that is not JSON is no draft to remember
-                pass
+        if is_draft_save and response.ok and "json" in (response.headers.get("content-type") or ""):
+            self.saved_drafts.append(response.json())
 
     # ------------------------------------------------------------------ opening
 
@@ -146,7 +143,9 @@ class LabelingPage:
 
     def screen_point(self, x_px: float, y_px: float) -> tuple[float, float]:
         box = self.image.bounding_box()
-        return box["x"] + (x_px + 0.5) * box["width"] / self.width, box["y"] + (y_px + 0.5) * box["height"] / self.height
+        return box["x"] + (x_px + 0.5) * box["width"] / self.width, box["y"] + (y_px + 0.5) * box[
+            "height"
+        ] / self.height
 
     def assert_on_canvas(self, x_px: float, y_px: float) -> None:
         """Nothing (brush-size slider, toolbar, popup) covers the image at this point."""
@@ -259,7 +258,11 @@ class LabelingPage:
         self.page.get_by_test_id("bottombar-reject-suggestions-button").click()
 
     def region_count(self, kind: str) -> int:
-        return int(self.page.evaluate("(selector) => document.querySelectorAll(selector).length", f".lsf-tree__node_type_{kind}"))
+        return int(
+            self.page.evaluate(
+                "(selector) => document.querySelectorAll(selector).length", f".lsf-tree__node_type_{kind}"
+            )
+        )
 
     def wait_for_region_count(self, kind: str, count: int) -> None:
         self.page.wait_for_function(
