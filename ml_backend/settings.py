@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     METRICS_AUTH: bool = True
     HEALTH_AUTH: bool = False
 
+    # Label Studio sessions: how long an interactive call waits for the annotator's
+    # autosaved draft to hold the click (Label Studio saves it about 5 s after the
+    # click); strokes painted just before a click arrive only in that draft.
+    # 0 answers at once with whatever strokes the call carries.
+    DRAFT_WAIT_SECONDS: float = Field(12.0, ge=0, le=90)
+
     @field_validator("NEGATIVE_LABELS", "API_KEYS", "ALLOWED_FETCH_HOSTS", "TRUSTED_HOSTS", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

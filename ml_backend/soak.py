@@ -194,16 +194,19 @@ def click_body(
     """An interactive /predict: a click on the object (every third round also one beside it)
     and the draft's strokes, moved a little since the last round."""
     user = f"annotator{annotator}@example.com"
-    draft = {
-        "id": task_id,
-        "user": user,
-        "created_username": f"{user}, {annotator + 1}",
-        "result": draft_strokes(scene, round_index, rng),
-    }
+    strokes = draft_strokes(scene, round_index, rng)
     cx, cy = scene.centre
     clicks = [_keypoint(scene, cx + rng.normal(0, 2), cy + rng.normal(0, 2), True)]
     if round_index % 3 == 0:  # now and then "not here", outside the object
         clicks.append(_keypoint(scene, scene.width * 0.1, scene.height * 0.5, False))
+    # The draft already holds the clicks, as Label Studio's does once saved after a
+    # click: the backend answers without waiting for the next autosave.
+    draft = {
+        "id": task_id,
+        "user": user,
+        "created_username": f"{user}, {annotator + 1}",
+        "result": strokes + clicks,
+    }
     return task_body(task_id, image_path, [draft], {"result": clicks}, config_xml)
 
 

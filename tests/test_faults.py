@@ -261,7 +261,8 @@ def test_redis_outage_mid_load_degrades_to_process_memory_and_reconnects(
     try:
         with httpx.Client(base_url=deployment.server.url, timeout=60) as client:
             _wait_for(lambda: len(load.answers) >= 6, 60, "six rounds with Redis up")
-            assert redis_server.count(EMBEDDING_KEYS) >= 1 and redis_server.count(ROUND_KEYS) >= 1
+            # (Label Studio rounds keep no masks server-side: each is made from what is on screen.)
+            assert redis_server.count(EMBEDDING_KEYS) >= 1 and redis_server.count(ROUND_KEYS) == 0
 
             redis_server.stop()
             outage_started = time.monotonic()
@@ -280,8 +281,7 @@ def test_redis_outage_mid_load_degrades_to_process_memory_and_reconnects(
             redis_server.start()  # same port, empty
             restarted = time.monotonic()
             load.scenes = SCENES_AFTER
-            # The service reconnects by itself: new embeddings and masks are shared again.
-            _wait_for(lambda: redis_server.count(ROUND_KEYS) >= 1, 30, "round masks written to the restarted Redis")
+            # The service reconnects by itself: new embeddings are shared again.
             _wait_for(lambda: redis_server.count(EMBEDDING_KEYS) >= 1, 30, "embeddings written to the restarted Redis")
             after = _scribble_api_round(client)
             assert after.status_code == 200, after.text

@@ -16,7 +16,6 @@ from PIL import Image
 from ml_backend.config import labeling_config
 from ml_backend.labelstudio.rle import decode_rle, encode_mask
 from ml_backend.server.app import create_app
-from ml_backend.server.round_store import FileRoundStore, round_key
 from ml_backend.settings import Settings
 
 from .synthetic import disc_scene, iou
@@ -32,10 +31,15 @@ class LabelStudioFiles(http.server.BaseHTTPRequestHandler):
 
     files: dict[str, bytes] = {}
     seen_paths: list[str] = []
+    # GET /api/tasks/{id}/drafts answers: one list per read, the last one repeated.
+    drafts_answers: list[list] = []
 
     def do_GET(self):  # noqa: N802
         self.seen_paths.append(self.path)
         body = self.files.get(self.path)
+        if self.path.startswith("/api/tasks/") and self.path.endswith("/drafts") and self.drafts_answers:
+            answers = type(self).drafts_answers
+            body = json.dumps(answers[0] if len(answers) == 1 else answers.pop(0)).encode()
         if self.headers.get("Authorization") != f"Token {TOKEN}":
             self.send_response(401)
             self.end_headers()
@@ -104,11 +108,11 @@ def _stroke_region(label, points_px, width_px=6, region_id="r"):
     }
 
 
-def _keypoint(x_px, y_px, positive=True, label="Object"):
+def _keypoint(x_px, y_px, positive=True, label="Object", region_id="naeSSXW5s7"):
     return {
         "original_width": WIDTH, "original_height": HEIGHT, "image_rotation": 0,
         "value": {"x": 100.0 * x_px / WIDTH, "y": 100.0 * y_px / HEIGHT, "width": 0.206, "keypointlabels": [label]},
-        "is_positive": positive, "id": "naeSSXW5s7", "from_name": "click", "to_name": "image",
+        "is_positive": positive, "id": region_id, "from_name": "click", "to_name": "image",
         "type": "keypointlabels", "origin": "manual",
     }
 
@@ -119,7 +123,10 @@ def interactive_body(draft_result, context_result):
     body["label_config"] = CONFIG
     task = body["tasks"][0]
     task["data"] = {"image": "/data/upload/1/scene.png"}
-    task["drafts"][0]["result"] = draft_result
+    # Label Studio's draft holds the clicks (saved about 5 s after each): the
+    # call carries that draft when the annotator paused before clicking.
+    prompts = [copy.deepcopy(item) for item in context_result if item.get("type") in ("keypointlabels", "rectanglelabels")]
+    task["drafts"][0]["result"] = draft_result + prompts
     body["params"]["context"] = {"result": context_result}
     return body
 
@@ -215,19 +222,86 @@ def _disc_stroke():
     return stroke
 
 
-def test_rounds_build_on_the_previous_mask(client, scene):
-    body = interactive_body(_default_draft(), [_keypoint(100, 80)])
+def test_rounds_are_made_from_what_is_on_screen_and_nothing_is_remembered(client, scene):
+    first_click = _keypoint(100, 80, region_id="click1")
+    body = interactive_body(_default_draft(), [first_click])
     first = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
-    store = client.app.state.service.round_store
-    remembered = store.get(round_key(body["project"], 1, "harness@example.com", "Object"))
-    assert remembered is not None and np.array_equal(remembered, first)
-    # another worker process on this machine sees the same mask
-    assert np.array_equal(FileRoundStore(store.directory).get(round_key(body["project"], 1, "harness@example.com", "Object")), first)
-    # Next round: only a negative click inside the previous mask; the previous mask seeds the round.
-    body = interactive_body([], [_keypoint(100, 80, positive=False, label="Object"), _keypoint(95, 70)])
-    body["tasks"][0]["drafts"][0]["result"] = []
+    assert first[80, 100]
+    # Next round: the same strokes, an Alt+click inside the mask: that spot leaves the mask.
+    body = interactive_body(_default_draft(), [first_click, _keypoint(95, 70, positive=False, region_id="click2")])
     second = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
-    assert not second[80, 100] and iou(second, first) > 0.5
+    assert not second[70, 95] and iou(second, first) > 0.5
+    # Nothing of either round is kept server-side: the round store stays empty.
+    store = client.app.state.service.round_store
+    assert not list(store.directory.glob("*.mask"))
+
+
+def test_a_rejected_mask_does_not_survive_a_repaint(client, scene):
+    """Reject keeps the clicks on screen; repainted strokes start the round afresh."""
+    _, truth = scene
+    click = _keypoint(100, 80, region_id="click1")
+    # Round 1: only a stroke on the object's left end and no negative: a loose mask.
+    loose = interactive_body([_stroke_region("Object", OBJECT_STROKE, region_id="pos")], [click])
+    client.post("/predict", json=loose)
+    # Rejected; the annotator repaints with the background frame and clicks again.
+    click2 = _keypoint(110, 82, region_id="click2")
+    repainted = _default_draft()
+    fresh = _decoded(client.post("/predict", json=interactive_body(repainted, [click, click2])).json()["results"][0]["result"][0]) > 127
+    # Same strokes and clicks on another backend that never saw round 1.
+    other = make_client(client.app.state.service.settings.CACHE_DIR.parent / "other", **{
+        key: getattr(client.app.state.service.settings, key) for key in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")
+    })  # fmt: skip
+    unseen = _decoded(other.post("/predict", json=interactive_body(repainted, [click, click2])).json()["results"][0]["result"][0]) > 127
+    assert np.array_equal(fresh, unseen)
+    assert iou(fresh, truth) >= 0.8
+
+
+def test_a_changed_image_never_gets_another_images_mask(client, scene, tmp_path):
+    image, _ = scene
+    click = _keypoint(100, 80, region_id="click1")
+    client.post("/predict", json=interactive_body(_default_draft(), [click]))
+    # The same task id, clicks and strokes on another image (flipped): its own mask.
+    flipped = image[:, ::-1].copy()
+    buffer = io.BytesIO()
+    Image.fromarray(flipped).save(buffer, format="PNG")
+    LabelStudioFiles.files["/data/upload/1/flipped.png"] = buffer.getvalue()
+    body = interactive_body(_default_draft(), [click, _keypoint(100, 80, region_id="click2")])
+    body["tasks"][0]["data"] = {"image": "/data/upload/1/flipped.png"}
+    on_flipped = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
+    other = make_client(tmp_path / "other", LABEL_STUDIO_URL=client.app.state.service.settings.LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY=TOKEN)
+    fresh = _decoded(other.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
+    assert np.array_equal(on_flipped, fresh)
+
+
+def test_a_click_waits_for_the_draft_that_holds_it(client, scene):
+    """Strokes painted just before the click reach the backend only in the draft saved after it."""
+    _, truth = scene
+    click = _keypoint(100, 80, region_id="fresh-click")
+    body = interactive_body([], [click])
+    body["tasks"][0]["drafts"][0]["result"] = []  # the call's draft predates the strokes and the click
+    saved = {"id": 5, "user": 1, "updated_at": "2026-12-03T05:00:05Z", "result": _default_draft() + [click]}
+    LabelStudioFiles.drafts_answers = [[], [{"id": 4, "result": []}], [saved]]
+    try:
+        result = client.post("/predict", json=body).json()["results"][0]
+    finally:
+        LabelStudioFiles.drafts_answers = []
+    assert iou(_decoded(result["result"][0]) > 127, truth) >= 0.8
+    assert "/api/tasks/1/drafts" in LabelStudioFiles.seen_paths
+
+
+def test_a_click_whose_draft_never_comes_gets_a_message_not_a_stale_mask(tmp_path, label_studio_host, scene):
+    client = make_client(tmp_path, LABEL_STUDIO_URL=label_studio_host, LABEL_STUDIO_API_KEY=TOKEN, DRAFT_WAIT_SECONDS=0.7)
+    body = interactive_body([], [_keypoint(100, 80, region_id="lost-click")])
+    body["tasks"][0]["drafts"][0]["result"] = _default_draft()  # older strokes, without the click
+    LabelStudioFiles.drafts_answers = [[{"id": 4, "result": _default_draft()}]]
+    try:
+        result = client.post("/predict", json=body).json()["results"][0]
+    finally:
+        LabelStudioFiles.drafts_answers = []
+    [message] = result["result"]
+    assert message["type"] == "textarea" and message["from_name"] == "message" and message["to_name"] == "image"
+    assert message["value"]["text"][0].startswith("Strokes not reached: ")
+    assert "within 0.7 s" in message["value"]["text"][0]
 
 
 def test_batch_call_returns_one_mask_per_class_and_nothing_for_unpainted_tasks(client, scene):
@@ -352,3 +426,38 @@ def test_refine_auto_gives_each_engine_its_own_refinement(tmp_path, label_studio
     response = client.post("/predict", json=interactive_body(_default_draft(), [_keypoint(100, 80)]))
     assert response.status_code == 200, response.text
     assert used == [expected]
+
+
+def test_an_accepted_mask_of_the_class_is_another_instance(client):
+    """Disc A labelled (its stroke and accepted mask in the draft); a stroke and a click on disc B: only B."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    disc_a, disc_b = np.zeros((HEIGHT, WIDTH), np.uint8), np.zeros((HEIGHT, WIDTH), np.uint8)
+    cv2.circle(disc_a, (60, 80), 35, 1, -1)
+    cv2.circle(disc_b, (140, 80), 35, 1, -1)
+    disc_a, disc_b = disc_a > 0, disc_b > 0
+    image = np.empty((HEIGHT, WIDTH, 3), np.float32)
+    image[:] = (60, 90, 170)
+    image[disc_a | disc_b] = (200, 80, 60)
+    image = np.clip(image + rng.normal(0, 14, image.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    LabelStudioFiles.files["/data/upload/1/two-discs.png"] = buffer.getvalue()
+    accepted_a = {
+        "from_name": "mask", "to_name": "image", "type": "brushlabels", "id": "acceptedA",
+        "original_width": WIDTH, "original_height": HEIGHT,
+        "value": {"format": "rle", "rle": encode_mask(disc_a), "brushlabels": ["Object"]},
+    }  # fmt: skip
+    draft = [_stroke_region("Object", [(45, 80), (75, 80)], region_id="strokeA"), accepted_a,
+             _stroke_region("Object", [(125, 80), (155, 80)], region_id="strokeB")]  # fmt: skip
+    body = interactive_body(draft, [_keypoint(140, 95, region_id="clickB")])
+    body["tasks"][0]["data"] = {"image": "/data/upload/1/two-discs.png"}
+    mask = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
+    assert iou(mask, disc_b) >= 0.9
+    assert not (mask & disc_a).any()
+    # A click inside A refines A: its accepted mask seeds the round, and the answer stays A.
+    body = interactive_body(draft, [_keypoint(60, 95, region_id="clickA")])
+    body["tasks"][0]["data"] = {"image": "/data/upload/1/two-discs.png"}
+    refined = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
+    assert iou(refined, disc_a) >= 0.9

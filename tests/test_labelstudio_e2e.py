@@ -165,9 +165,11 @@ def test_smart_click_after_autosaved_strokes_returns_the_object(
     image_path, truth = scene
     connected = connected_project(client, scribble_backend, image_path, "e2e interactive")
     task_id, ml_backend = connected.task_id, connected.ml_backend
+    # The draft the labeling UI saves after the click: the strokes and the clicked keypoint.
     client.create_draft(task_id, [
         touch_stroke_region("Object", OBJECT_STROKE, "positive01"),
         touch_stroke_region("Background", BACKGROUND_STROKE, "negative01"),
+        smart_keypoint(*CLICK_PX),
     ])  # fmt: skip
     context = {"result": [smart_keypoint(*CLICK_PX)]}
 

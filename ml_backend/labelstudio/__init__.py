@@ -12,6 +12,7 @@ from ml_backend.labelstudio.mapping import (
     merge_strokes,
     strokes_from_results,
     strokes_from_task,
+    task_state,
 )
 from ml_backend.labelstudio.rle import benchmark_rle, decode_rle, decode_rle_rgba, encode_mask, encode_rle
 from ml_backend.labelstudio.touches import rasterize_brush_value
@@ -32,4 +33,5 @@ __all__ = [
     "rasterize_brush_value",
     "strokes_from_results",
     "strokes_from_task",
+    "task_state",
 ]

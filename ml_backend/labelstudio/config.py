@@ -51,6 +51,9 @@ class ScribbleConfig:
     box_controls: tuple[str, ...] = ()
     prompt_labels: tuple[str, ...] = ()
     controls: tuple[Control, ...] = field(default=(), repr=False)
+    # A TextArea on the image where the backend writes what the annotator must do
+    # when it cannot answer with a mask (None: the config has none).
+    message_control: str | None = None
 
     def is_stroke_region(self, from_name: object) -> bool:
         return from_name in self.stroke_controls
@@ -194,4 +197,16 @@ def parse_scribble_config(
         box_controls=tuple(control.name for control in prompts if control.tag == "RectangleLabels"),
         prompt_labels=tuple(dict.fromkeys(label for control in prompts for label in control.labels)),
         controls=tuple(brushes) + tuple(prompts),
+        message_control=_message_control(root, output.to_name),
     )
+
+
+def _message_control(root: ElementTree.Element, image_name: str) -> str | None:
+    """The TextArea on the image named ``message``, else the first TextArea on the image."""
+    areas = [
+        _attribute(element, "name")
+        for element in root.iter()
+        if _strip_namespace(element.tag).lower() == "textarea" and _attribute(element, "toName") == image_name
+    ]
+    areas = [name for name in areas if name]
+    return "message" if "message" in areas else (areas[0] if areas else None)

@@ -221,6 +221,33 @@ def _has_stroke_regions(item: dict, config: ScribbleConfig, name: str) -> bool:
     return bool(_stroke_regions(_as_list(item.get("result"), f"{name}.result"), config, f"{name}.result"))
 
 
+def _chosen_item(task: dict, user_id: int | str | None, config: ScribbleConfig, name: str) -> tuple[dict | None, str]:
+    """The draft or annotation the strokes are read from (see ``strokes_from_task``), and its field name."""
+    task = _as_dict(task, name)
+    drafts = []
+    for index, draft in enumerate(_as_list(task.get("drafts"), f"{name}.drafts")):
+        draft = _as_dict(draft, f"{name}.drafts[{index}]")
+        if _belongs_to(draft, "user", user_id) is not False:
+            drafts.append((index, draft))
+    if drafts:
+        index, newest = _newest_first(drafts)[0]
+        draft_name = f"{name}.drafts[{index}]"
+        if _has_stroke_regions(newest, config, draft_name):
+            return newest, draft_name
+
+    annotations = []
+    for index, annotation in enumerate(_as_list(task.get("annotations"), f"{name}.annotations")):
+        annotation = _as_dict(annotation, f"{name}.annotations[{index}]")
+        if annotation.get("was_cancelled"):
+            continue
+        annotations.append((index, annotation))
+    if not annotations:
+        return None, name
+    own = [entry for entry in annotations if _belongs_to(entry[1], "completed_by", user_id)]
+    index, newest = _newest_first(own or annotations)[0]
+    return newest, f"{name}.annotations[{index}]"
+
+
 def strokes_from_task(
     task: dict,
     config: ScribbleConfig,
@@ -238,30 +265,74 @@ def strokes_from_task(
     say whose they are are kept (Label Studio sends only the requesting user's
     drafts, and /predict does not say who the user is).
     """
-    task = _as_dict(task, name)
-    drafts = []
-    for index, draft in enumerate(_as_list(task.get("drafts"), f"{name}.drafts")):
-        draft = _as_dict(draft, f"{name}.drafts[{index}]")
-        if _belongs_to(draft, "user", user_id) is not False:
-            drafts.append((index, draft))
-    if drafts:
-        index, newest = _newest_first(drafts)[0]
-        draft_name = f"{name}.drafts[{index}]"
-        if _has_stroke_regions(newest, config, draft_name):
-            return strokes_from_results(newest["result"], config, height, width, f"{draft_name}.result")
-
-    annotations = []
-    for index, annotation in enumerate(_as_list(task.get("annotations"), f"{name}.annotations")):
-        annotation = _as_dict(annotation, f"{name}.annotations[{index}]")
-        if annotation.get("was_cancelled"):
-            continue
-        annotations.append((index, annotation))
-    if not annotations:
+    item, item_name = _chosen_item(task, user_id, config, name)
+    if item is None:
         return {}
-    own = [entry for entry in annotations if _belongs_to(entry[1], "completed_by", user_id)]
-    index, newest = _newest_first(own or annotations)[0]
-    annotation_name = f"{name}.annotations[{index}]"
-    return strokes_from_results(newest.get("result"), config, height, width, f"{annotation_name}.result")
+    return strokes_from_results(item.get("result"), config, height, width, f"{item_name}.result")
+
+
+@dataclass
+class TaskState:
+    """What the annotator's draft (or annotation) holds, read once.
+
+    ``strokes``: label -> union of that label's stroke regions. ``stroke_regions``:
+    (label, HxW bool) per stroke region and label. ``accepted``: class -> the
+    accepted masks of the result control, oldest first (empty when strokes and
+    results share one control). ``source`` names the draft or annotation read.
+    """
+
+    strokes: dict[str, np.ndarray]
+    stroke_regions: list[tuple[str, np.ndarray]]
+    accepted: dict[str, list[np.ndarray]]
+    source: str | None
+
+
+def task_state(
+    task: dict, config: ScribbleConfig, height: int, width: int, user_id: int | str | None = None, name: str = "tasks[0]"
+) -> TaskState:
+    """Strokes (each region and per label), and accepted masks, of the item ``strokes_from_task`` reads."""
+    item, item_name = _chosen_item(task, user_id, config, name)
+    if item is None:
+        return TaskState({}, [], {}, None)
+    results_name = f"{item_name}.result"
+    results = _as_list(item.get("result"), results_name)
+    allowed = tuple(dict.fromkeys(config.class_labels + config.negative_labels + config.stroke_labels))
+    strokes: dict[str, np.ndarray] = {}
+    regions: list[tuple[str, np.ndarray]] = []
+    for region_name, region in _stroke_regions(results, config, results_name):
+        value = _as_dict(region.get("value"), f"{region_name}.value")
+        labels = _region_labels(value, BRUSH_TYPE, f"{region_name}.value", allowed)
+        if not labels:
+            continue
+        if value.get("rle"):
+            _check_region_size(region, region_name, height, width)
+        mask = rasterize_brush_value(value, height, width, f"{region_name}.value")
+        for label in labels:
+            _union_into(strokes, label, mask)
+            regions.append((label, mask))
+    accepted: dict[str, list[np.ndarray]] = {}
+    if config.output_control not in config.stroke_controls:
+        count = 0
+        for index, region in enumerate(results):
+            region_name = f"{results_name}[{index}]"
+            region = _as_dict(region, region_name)
+            if _kind(region) != BRUSH_TYPE or region.get("from_name") != config.output_control:
+                continue
+            if region.get("to_name") not in (None, config.image_name):
+                continue
+            count += 1
+            if count > MAX_STROKE_REGIONS:
+                raise invalid_parameter(results_name, f"holds more than {MAX_STROKE_REGIONS} result brush regions")
+            value = _as_dict(region.get("value"), f"{region_name}.value")
+            labels = _region_labels(value, BRUSH_TYPE, f"{region_name}.value", config.class_labels)
+            if not labels:
+                continue
+            if value.get("rle"):
+                _check_region_size(region, region_name, height, width)
+            mask = rasterize_brush_value(value, height, width, f"{region_name}.value")
+            for label in labels:
+                accepted.setdefault(label, []).append(mask)
+    return TaskState(strokes, regions, accepted, item_name)
 
 
 # --------------------------------------------------------------------------- context

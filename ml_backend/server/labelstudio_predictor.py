@@ -1,27 +1,35 @@
 """Label Studio /predict: tasks with brush strokes in, brush mask regions out.
 
 Interactive call (``params.context`` holds smart keypoints or rectangles): one
-region of the context's class. Batch call (``context`` is null: a task opened,
-"Retrieve Predictions"): one region per class that has strokes. Each round's
-mask is remembered per (project, task, user, class) and seeds the next round.
+region of the context's class, for the instance the click names
+(``labelstudio/instances.py``), from the annotator's draft that holds the click
+(``labelstudio_drafts.py``: strokes painted just before a click arrive only in
+the draft Label Studio saves about 5 s later). When those strokes cannot be had,
+the answer is a message in the labeling config's TextArea, never a stale mask.
+Every round is made from what the annotator has on screen (strokes, accepted
+masks, clicks): nothing of an earlier round is remembered server-side.
+Batch call (``context`` is null: a task opened, "Retrieve Predictions"): one
+region per class that has strokes.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from functools import lru_cache
 
 import numpy as np
 
 from ..core.prompts import PromptError, make_prompts
 from ..errors import ClientError, invalid_parameter
 from ..labelstudio.config import ScribbleConfig, parse_scribble_config
-from ..labelstudio.mapping import brush_result, class_scribbles, context_prompts, merge_strokes, strokes_from_task
+from ..labelstudio.instances import Stroke, plan_instance
+from ..labelstudio.mapping import brush_result, class_scribbles, context_prompts, strokes_from_task, task_state
 from ..labelstudio.touches import painting_budget
+from .labelstudio_drafts import TaskDraftsReader, clicked_region_id, draft_holding, wait_for_draft
 from .labelstudio_origin import Connection
 from .metrics import ROUNDS
 from .precompute import Precomputer, ThreadPrecomputer
-from .round_store import round_key
 from .state import ServiceState
 from .task_images import LoadedImage, TaskImageLoader
 
@@ -36,6 +44,7 @@ class LabelStudioPredictor:
         settings = service.settings
         self.connection = Connection.from_settings(settings)
         self._schemas: dict[str, str] = {}
+        self.drafts_reader = TaskDraftsReader(settings.fetch_allowed_hosts, settings.LABEL_STUDIO_URL)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ /setup
@@ -121,7 +130,7 @@ class LabelStudioPredictor:
             label_config = self._schemas.get((project or "").split(".")[0])
         if not isinstance(label_config, str):
             raise invalid_parameter("label_config", "is missing (and no /setup schema is known for this project)")
-        return parse_scribble_config(label_config, negative_labels=self.service.settings.NEGATIVE_LABELS)
+        return _parsed_config(label_config, tuple(self.service.settings.NEGATIVE_LABELS))
 
     def _image(self, task: dict, config: ScribbleConfig, name: str) -> LoadedImage:
         if not isinstance(task, dict):
@@ -138,20 +147,80 @@ class LabelStudioPredictor:
         image = self._image(task, config, "tasks[0]")
         height, width = image.height, image.width
         prompts_from_context = context_prompts(context, config, height, width, name="params.context")
-        strokes = merge_strokes(
-            strokes_from_task(task, config, height, width, name="tasks[0]"), prompts_from_context.strokes
-        )
         label = prompts_from_context.target_label
         if label is None:
             raise invalid_parameter("params.context", "names no class: click a smart keypoint or draw a smart rectangle")
-        region, score = self._segment_class(
-            image, task, strokes, label, config, project,
+        task, missing = self._annotator_draft(task, context)
+        if missing is not None:
+            return self._message(config, f"Strokes not reached: {missing}. Nothing was segmented; click again.")
+
+        state = task_state(task, config, height, width, name="tasks[0]")
+        strokes = [Stroke(stroke_label, mask) for stroke_label, mask in state.stroke_regions]
+        strokes += [Stroke(stroke_label, mask) for stroke_label, mask in prompts_from_context.strokes.items()]
+        plan = plan_instance(
+            strokes, state.accepted.get(label, []), label, (height, width),
+            prompts_from_context.points, prompts_from_context.point_labels,
+        )  # fmt: skip
+        logger.info(
+            "task %s: %d stroke regions, %d accepted %s masks, clicks %s: %s instance",
+            task.get("id"), len(strokes), len(state.accepted.get(label, [])), label,
+            [(round(float(x)), round(float(y)), int(positive)) for (x, y), positive
+             in zip(prompts_from_context.points, prompts_from_context.point_labels)],
+            "a new" if plan.refined is None else "refining an accepted",
+        )  # fmt: skip
+        # No server-side memory of earlier rounds: every round is made from what the
+        # annotator has on screen (strokes, accepted masks, clicks), so accepting,
+        # rejecting, erasing or another image can never bring back a mask the
+        # annotator no longer sees. An accepted mask the click refines seeds it.
+        previous = plan.previous
+        mask, score = self._segment(
+            image, plan.positive, plan.negative, previous,
             points=prompts_from_context.points,
             point_labels=prompts_from_context.point_labels,
             box=prompts_from_context.box,
-        )
+        )  # fmt: skip
+        mask = plan.apply(mask) if mask is not None else None
         ROUNDS.labels("labelstudio_interactive").inc()
-        return {"result": [region] if region else [], "score": score, "model_version": self.service.model_version}
+        if mask is None or not mask.any():
+            return {"result": [], "score": 0.0, "model_version": self.service.model_version}
+        region = brush_result(mask, label, config, height, width, score)
+        return {"result": [region], "score": score, "model_version": self.service.model_version}
+
+    def _annotator_draft(self, task: dict, context: dict) -> tuple[dict, str | None]:
+        """The task with the annotator's draft that holds the click, or why it cannot be had.
+
+        A call made right after a stroke carries an older draft; Label Studio
+        saves one holding the click (same region id) about 5 s later.
+        """
+        clicked = clicked_region_id(context)
+        if clicked is None:
+            return task, None  # not a click from the labeling UI: the call is all there is
+        carried = draft_holding(task.get("drafts"), clicked)
+        if carried is not None:
+            # The draft holding the click is the annotator's screen: nothing else counts.
+            return {**task, "drafts": [carried], "annotations": []}, None
+        timeout = self.service.settings.DRAFT_WAIT_SECONDS
+        task_id = task.get("id")
+        if timeout <= 0 or isinstance(task_id, bool) or not isinstance(task_id, int):
+            return task, None
+        with self._lock:
+            hostname, token = self.connection.hostname, self.connection.access_token
+        wait = wait_for_draft(lambda: self.drafts_reader.read(hostname, token, task_id), clicked, timeout)
+        logger.info("task %s: waited %.2f s for the draft holding click %s", task_id, wait.waited_s, clicked)
+        if wait.draft is None:
+            logger.warning("task %s: %s", task_id, wait.reason)
+            return task, wait.reason
+        return {**task, "drafts": [wait.draft], "annotations": []}, None
+
+    def _message(self, config: ScribbleConfig, text: str) -> dict:
+        """An answer the annotator reads in the labeling UI (Label Studio shows no error field)."""
+        result = []
+        if config.message_control:
+            result.append({
+                "from_name": config.message_control, "to_name": config.image_name, "type": "textarea",
+                "value": {"text": [text]},
+            })  # fmt: skip
+        return {"result": result, "score": 0.0, "model_version": self.service.model_version, "error": text}
 
     def _batch(self, task: dict, config: ScribbleConfig, project: str | None, name: str) -> dict:
         if not isinstance(task, dict):
@@ -167,9 +236,10 @@ class LabelStudioPredictor:
         for label in config.class_labels:
             if label not in strokes or not strokes[label].any():
                 continue
-            region, score = self._segment_class(image, task, strokes, label, config, project)
-            if region:
-                regions.append(region)
+            positive, negative = class_scribbles(strokes, label, config, shape=(image.height, image.width))
+            mask, score = self._segment(image, positive, negative, None)
+            if mask is not None:
+                regions.append(brush_result(mask, label, config, image.height, image.width, score))
                 scores.append(score)
         if regions:
             ROUNDS.labels("labelstudio_batch").inc()
@@ -179,28 +249,21 @@ class LabelStudioPredictor:
             "model_version": self.service.model_version,
         }
 
-    def _segment_class(
+    def _segment(
         self,
         image: LoadedImage,
-        task: dict,
-        strokes: dict[str, np.ndarray],
-        label: str,
-        config: ScribbleConfig,
-        project: str | None,
+        positive: np.ndarray,
+        negative: np.ndarray,
+        previous: np.ndarray | None,
         points: np.ndarray | None = None,
         point_labels: np.ndarray | None = None,
         box: np.ndarray | None = None,
-    ) -> tuple[dict | None, float]:
-        positive, negative = class_scribbles(strokes, label, config, shape=(image.height, image.width))
-        key = round_key(project, task.get("id"), _task_user(task), label)
-        previous = self.service.round_store.get(key)
-        if previous is not None and previous.shape != (image.height, image.width):
-            previous = None
+    ) -> tuple[np.ndarray | None, float]:
         try:
             prompts = make_prompts(
                 image.pixels.shape, positive, negative, current_mask=previous,
                 points=points, point_labels=point_labels, box=box,
-            )
+            )  # fmt: skip
         except PromptError as error:
             raise invalid_parameter(f"params.context ({error.field_name})", str(error).split(": ", 1)[-1]) from None
         if not prompts.has_positive_evidence():
@@ -210,9 +273,7 @@ class LabelStudioPredictor:
         prediction = segmenter.segment(image.pixels, prompts, refine=refine, image_key=image.key)
         if not prediction.mask.any():
             return None, 0.0
-        self.service.round_store.put(key, prediction.mask)
-        score = round(float(prediction.score), 4)
-        return brush_result(prediction.mask, label, config, image.height, image.width, score), score
+        return prediction.mask, round(float(prediction.score), 4)
 
 
 def _has_any_results(task: dict) -> bool:
@@ -223,11 +284,7 @@ def _has_any_results(task: dict) -> bool:
     return False
 
 
-def _task_user(task: dict) -> object:
-    """Who is annotating: the newest draft's owner (Label Studio sends only the caller's drafts)."""
-    drafts = task.get("drafts")
-    if isinstance(drafts, list):
-        for draft in reversed(drafts):
-            if isinstance(draft, dict):
-                return draft.get("user") or draft.get("created_username")
-    return None
+@lru_cache(maxsize=64)
+def _parsed_config(label_config: str, negative_labels: tuple[str, ...]) -> ScribbleConfig:
+    """A project's labeling config arrives with every request: parse each text once."""
+    return parse_scribble_config(label_config, negative_labels=negative_labels)

@@ -133,3 +133,4 @@ class RedisRoundStore:
 
 def round_key(project: str | None, task_id: object, user: object, label: str) -> str:
     return f"{project or '-'}:{task_id}:{user or '-'}:{label}"
+

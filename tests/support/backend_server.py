@@ -47,9 +47,11 @@ class BackendError(RuntimeError):
 class BackendServer:
     """`scribble-seg serve` on 127.0.0.1, stopped with its whole process group."""
 
-    def __init__(self, label_studio_url: str, label_studio_token: str) -> None:
+    def __init__(self, label_studio_url: str, label_studio_token: str, settings: dict[str, str] | None = None) -> None:
         self.label_studio_url = label_studio_url
         self.label_studio_token = label_studio_token
+        # Further settings of this backend (e.g. DRAFT_WAIT_SECONDS), as environment variables.
+        self.settings = dict(settings or {})
         self.directory = Path(tempfile.mkdtemp(prefix="scribble-backend-"))
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -81,6 +83,7 @@ class BackendServer:
             CACHE_DIR=str(self.directory / "cache"),
             LOG_LEVEL="INFO",
         )
+        environment.update(self.settings)
         environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
         return environment
 
