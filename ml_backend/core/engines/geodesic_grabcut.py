@@ -288,8 +288,11 @@ class GeodesicGrabCutEngine(Engine):
         small_negative = shrink_any(negative, small_shape)
         small_positive &= ~small_negative
         if current is None:
+            # Clicks say where the object is, not how large: only strokes give an extent.
+            small_spanning = shrink_any(prompts.positive_scribbles, small_shape) & ~small_negative
             small_mask, stability = self._first_round(
-                small_rgb, embedding.arrays["lab_steps"], small_positive, small_negative, inside_box, small_shape
+                small_rgb, embedding.arrays["lab_steps"], small_positive, small_negative, inside_box, small_shape,
+                small_spanning,
             )
             if small_positive.any():
                 small_mask = keep_components_touching(small_mask, small_positive)
@@ -341,6 +344,7 @@ class GeodesicGrabCutEngine(Engine):
         negative: np.ndarray,
         inside_box: np.ndarray | None,
         shape: tuple[int, int],
+        spanning: np.ndarray,
     ) -> tuple[np.ndarray, float]:
         """GrabCut from the geodesic first guess; recut when a negative stroke marks a look-alike.
 
@@ -354,7 +358,7 @@ class GeodesicGrabCutEngine(Engine):
         first_guess = self._geodesic_first_guess(
             step_costs(changes, self.geodesic_colour_weight), positive, negative, inside_box, shape
         )
-        far = self._beyond_extent(positive, self.extent_reach) if positive.any() else np.zeros(shape, bool)
+        far = self._beyond_extent(spanning, self.extent_reach)
         lookalike = (
             self.lookalike_strokes(rgb, first_guess & ~far, positive, negative, known_background=far)
             if positive.any() and negative.any()
@@ -366,7 +370,7 @@ class GeodesicGrabCutEngine(Engine):
         if not background_strokes.any():
             # Every negative stroke marks a look-alike: nothing says what the
             # background is, and the object is about as large as its stroke.
-            far = self._beyond_extent(positive, self.lookalike_extent_reach)
+            far = self._beyond_extent(spanning, self.lookalike_extent_reach)
         separated = self.lookalike_cells(changes, positive, negative, lookalike) | far
         first_guess = self._geodesic_first_guess(
             step_costs(changes, self.geodesic_colour_weight), positive, negative, inside_box, shape,
@@ -413,7 +417,7 @@ class GeodesicGrabCutEngine(Engine):
         An annotator's positive strokes span much of the object: far beyond them
         lies background, whatever its colour.
         """
-        if reach <= 0:
+        if reach <= 0 or not positive.any():
             return np.zeros(positive.shape, bool)
         rows = np.flatnonzero(positive.any(axis=1))
         cols = np.flatnonzero(positive.any(axis=0))
