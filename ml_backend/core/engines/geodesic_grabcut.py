@@ -229,6 +229,8 @@ class GeodesicGrabCutEngine(Engine):
         local_without_background_strokes: bool = True,
         extent_reach: float = 2.0,
         lookalike_extent_reach: float = 1.0,
+        edge_contrast: float = 2.0,
+        claim_colour_weight: float = 5.0,
     ) -> None:
         self.working_long_side = working_long_side
         self.iterations = iterations
@@ -242,6 +244,8 @@ class GeodesicGrabCutEngine(Engine):
         self.local_without_background_strokes = local_without_background_strokes
         self.extent_reach = extent_reach
         self.lookalike_extent_reach = lookalike_extent_reach
+        self.edge_contrast = edge_contrast
+        self.claim_colour_weight = claim_colour_weight
 
     @property
     def identity(self) -> str:
@@ -304,6 +308,12 @@ class GeodesicGrabCutEngine(Engine):
             if seeds.any():
                 small_mask = keep_components_touching(small_mask, seeds)
             mask = self._apply_local_correction(current, small_current, small_mask, positive, negative, full_shape)
+            if self.edge_contrast > 0:
+                behind_edge = self.claimed_behind_edge(
+                    embedding.arrays["lab_steps"], small_current, small_positive, small_negative & small_current
+                )
+                if behind_edge.any():
+                    mask &= ~enlarge(behind_edge, full_shape)
         mask = (mask | positive) & ~negative
         return Prediction(mask=mask, score=stability)
 
@@ -409,6 +419,38 @@ class GeodesicGrabCutEngine(Engine):
         seeds[positive] = 1
         graph = geodesic_graph(step_costs(changes, self.separation_colour_weight))
         return nearest_seed_labels(graph, seeds) == 2
+
+    def claimed_behind_edge(
+        self, changes: np.ndarray, current: np.ndarray, positive: np.ndarray, negative: np.ndarray
+    ) -> np.ndarray:
+        """The part of ``current`` a negative correction claims, when an edge parts it from the rest.
+
+        The claim is every mask pixel geodesically nearer the negative strokes on
+        the mask than any positive stroke. It is removed whole only when the line
+        between claim and rest runs along an edge (its colour change at least
+        ``edge_contrast`` times the mask's median): a look-alike neighbour, not a
+        piece of the object the strokes happen to lie near.
+        """
+        if not negative.any() or not positive.any():
+            return np.zeros(current.shape, bool)
+        seeds = np.zeros(current.shape, np.int32)
+        seeds[negative] = 2
+        seeds[positive] = 1
+        graph = geodesic_graph(step_costs(changes, self.claim_colour_weight))
+        claimed = current & (nearest_seed_labels(graph, seeds) == 2)
+        claimed = keep_components_touching(claimed, negative)
+        rest = current & ~claimed
+        if not claimed.any() or not rest.any():
+            return np.zeros(current.shape, bool)
+        # The strongest change within two pixels: the line of equal distance
+        # runs beside an edge, not always on it.
+        edges = cv2.dilate(changes.max(axis=0), np.ones((5, 5), np.uint8))
+        line = claimed & (cv2.dilate(rest.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+        inside = cv2.erode(current.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        typical = float(np.median(edges[inside])) if inside.any() else float(np.median(edges[current]))
+        if not line.any() or float(np.median(edges[line])) < self.edge_contrast * max(typical, 1.0):
+            return np.zeros(current.shape, bool)
+        return claimed
 
     @staticmethod
     def _beyond_extent(positive: np.ndarray, reach: float) -> np.ndarray:
