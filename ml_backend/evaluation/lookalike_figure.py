@@ -21,7 +21,7 @@ from ..engines_factory import create_engine
 from . import metrics
 from .datasets import discover_samples, load_sample
 
-ROW_WIDTH = 900
+ROW_WIDTH = 720
 SCRIBBLES = "scribbles_neighbours"
 
 
@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dataset, out, cases = args[0], Path(args[1]), args[2:]
     out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), figure(dataset, cases), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    from PIL import Image
+
+    # 128 colours: a README picture, small enough to keep in the repository.
+    rgb = figure(dataset, cases)[:, :, ::-1]
+    Image.fromarray(np.ascontiguousarray(rgb)).quantize(colors=128).save(out, optimize=True)
     print(out)
     return 0
 
