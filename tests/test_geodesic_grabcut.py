@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ml_backend.core.engine import Embedding
-from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine
+from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine, step_costs
 from ml_backend.core.prompts import make_prompts
 
 
@@ -195,12 +195,13 @@ def test_embedding_of_another_engine_is_refused(engine, scene):
 def test_engines_that_differ_only_in_decoding_share_embeddings(engine, scene):
     image, truth = scene
     decoding_only = GeodesicGrabCutEngine(
-        iterations=engine.iterations + 2, lone_stroke_reach=0.05, correction_reach=0.1, correction_context=1.0
+        iterations=engine.iterations + 2, lone_stroke_reach=0.05, correction_reach=0.1, correction_context=1.0,
+        geodesic_colour_weight=0.7, separation_colour_weight=2.0, lookalike_share=0.2, extent_reach=3.0,
     )
     assert decoding_only.identity == engine.identity
     shared = engine.embed(image)
     decoding_only.predict(shared, make_prompts(image.shape, *strokes(truth)))
-    assert GeodesicGrabCutEngine(geodesic_colour_weight=0.7).identity != engine.identity
+    assert GeodesicGrabCutEngine(working_long_side=200).identity != engine.identity
 
 
 def test_one_search_from_both_seed_sets_agrees_with_two_distance_maps():
@@ -232,7 +233,7 @@ def test_a_lone_positive_stroke_starts_grabcut_from_its_surroundings_not_its_geo
     image, mask = textured_scene(seed=1)
     engine = GeodesicGrabCutEngine()
     embedding = engine.embed(image)
-    costs = embedding.arrays["geodesic_costs"]
+    costs = step_costs(embedding.arrays["lab_steps"], engine.geodesic_colour_weight)
     shape = costs.shape[1:]
     positive = np.zeros(shape, bool)
     positive[shape[0] // 2, shape[1] // 2 - 20 : shape[1] // 2 + 20] = True

@@ -246,7 +246,10 @@ def sam_prompts_from(
     if prompts.box is not None:
         box = np.asarray(prompts.box, np.float32).reshape(4)
     elif prompts.current_mask is not None and prompts.current_mask.any():
-        box = _mask_box(prompts.current_mask | prompts.positive_scribbles)
+        kept = prompts.current_mask & ~claimed_by_negative_strokes(
+            prompts.current_mask, prompts.positive_scribbles, prompts.negative_scribbles
+        )
+        box = _mask_box(kept | prompts.positive_scribbles)
     elif always_box:
         positive_marks = prompts.positive_scribbles
         if len(explicit_points) and (explicit_labels == 1).any():
@@ -256,6 +259,43 @@ def sam_prompts_from(
     mask_input = _previous_logits(prompts) if use_mask_input else None
     multimask = box is None and mask_input is None and 1 <= len(points) <= 2
     return SamPrompts(points=points, labels=labels, box=box, mask_input=mask_input, multimask=multimask)
+
+
+# The cost of a step from outside the region: no path inside an image comes near it.
+_OUTSIDE_STEP = 1e9
+
+
+def claimed_by_negative_strokes(current: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """Pixels of ``current`` nearer, within it, to a negative stroke on it than to any positive stroke.
+
+    A negative stroke on a touching neighbour that the mask took in says the
+    neighbour is not the object: the box drawn from the mask must leave it out,
+    or a box-prompted decoder segments both again (LiteMedSAM, two touching
+    discs: IoU 0.50 with the target before, see tests/test_lookalike_sam.py).
+    Distances run inside the mask, so a stroke claims the part it lies on.
+    """
+    on_mask = negative & current
+    if not on_mask.any() or not positive.any():
+        return np.zeros(current.shape, bool)
+    region = current | positive | on_mask
+    to_positive = _distance_within(region, positive)
+    to_negative = _distance_within(region, on_mask)
+    return current & (to_negative < to_positive) & (to_negative < _OUTSIDE_STEP)
+
+
+def _distance_within(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Geodesic (8-connected, unit step) distance from ``seeds`` through ``region``; inf outside."""
+    from scipy.sparse.csgraph import dijkstra
+
+    from .engines.geodesic_grabcut import geodesic_graph, step_costs
+
+    height, width = region.shape
+    # Steps from outside the region cost too much to be taken: paths stay inside.
+    leaving = np.where(region, 1.0, _OUTSIDE_STEP).astype(np.float32)
+    costs = step_costs(np.zeros((4, height, width), np.float32), 0.0) * leaving[None]
+    graph = geodesic_graph(costs)
+    distances = dijkstra(graph, directed=False, indices=np.flatnonzero(seeds), min_only=True)
+    return distances.reshape(height, width)
 
 
 def _points_mask(points_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

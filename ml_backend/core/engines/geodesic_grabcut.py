@@ -44,6 +44,28 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def lab_steps(rgb: np.ndarray) -> np.ndarray:
+    """Lab colour change of each step to the half-neighbourhood, shape (4, H, W).
+
+    Steps leaving the image are 0 and never used.
+    """
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
+    # A light blur keeps JPEG noise and fine texture from walling off regions.
+    lab = cv2.GaussianBlur(lab, (3, 3), 0)
+    height, width = lab.shape[:2]
+    changes = np.zeros((len(_HALF_NEIGHBOURHOOD), height, width), np.float32)
+    for index, (dy, dx) in enumerate(_HALF_NEIGHBOURHOOD):
+        source, target = _offset_slices(height, width, dy, dx)
+        changes[index][source] = np.sqrt(((lab[source] - lab[target]) ** 2).sum(axis=2))
+    return changes
+
+
+def step_costs(changes: np.ndarray, colour_weight: float) -> np.ndarray:
+    """Cost of each step: length x (1 + colour_weight x Lab change)."""
+    lengths = np.array([np.hypot(dy, dx) for dy, dx in _HALF_NEIGHBOURHOOD], np.float32)[:, None, None]
+    return lengths * (1.0 + colour_weight * changes)
+
+
 def geodesic_edge_costs(rgb: np.ndarray, colour_weight: float) -> np.ndarray:
     """Cost of each step to the half-neighbourhood: length x (1 + colour_weight x Lab change).
 
@@ -52,16 +74,7 @@ def geodesic_edge_costs(rgb: np.ndarray, colour_weight: float) -> np.ndarray:
     objects are not split along their own edges (GrabCut set 1, round 1: 0.844 at
     1.0, 0.849 at 0.5, 0.856-0.860 from 0.05 to 0.3; set 2 0.924-0.931 throughout).
     """
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
-    # A light blur keeps JPEG noise and fine texture from walling off regions.
-    lab = cv2.GaussianBlur(lab, (3, 3), 0)
-    height, width = lab.shape[:2]
-    costs = np.zeros((len(_HALF_NEIGHBOURHOOD), height, width), np.float32)
-    for index, (dy, dx) in enumerate(_HALF_NEIGHBOURHOOD):
-        source, target = _offset_slices(height, width, dy, dx)
-        change = np.sqrt(((lab[source] - lab[target]) ** 2).sum(axis=2))
-        costs[index][source] = np.hypot(dy, dx) * (1.0 + colour_weight * change)
-    return costs
+    return step_costs(lab_steps(rgb), colour_weight)
 
 
 def _offset_slices(height: int, width: int, dy: int, dx: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
@@ -105,6 +118,16 @@ def geodesically_nearer(graph: csr_matrix, seeds: np.ndarray, rivals: np.ndarray
     _, _, nearest = dijkstra(graph, directed=False, indices=starts, min_only=True, return_predecessors=True)
     # Unreachable pixels have no nearest seed (negative index): not the seeds'.
     return ((nearest >= 0) & seeds.ravel()[np.maximum(nearest, 0)]).reshape(seeds.shape)
+
+
+def nearest_seed_labels(graph: csr_matrix, seed_labels: np.ndarray) -> np.ndarray:
+    """For each pixel, the label of its geodesically nearest seed (``seed_labels`` > 0); 0 where unreachable."""
+    starts = np.flatnonzero(seed_labels)
+    if len(starts) == 0:
+        return np.zeros(seed_labels.shape, seed_labels.dtype)
+    _, _, nearest = dijkstra(graph, directed=False, indices=starts, min_only=True, return_predecessors=True)
+    flat = seed_labels.ravel()
+    return np.where(nearest >= 0, flat[np.maximum(nearest, 0)], 0).reshape(seed_labels.shape)
 
 
 def shrink_majority(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -200,6 +223,14 @@ class GeodesicGrabCutEngine(Engine):
         lone_stroke_reach: float = 0.01,
         correction_reach: float = 0.05,
         correction_context: float = 3.0,
+        separation_colour_weight: float = 0.1,
+        lookalike_ring: float = 0.02,
+        lookalike_share: float = 0.5,
+        local_without_background_strokes: bool = True,
+        extent_reach: float = 2.0,
+        lookalike_extent_reach: float = 1.0,
+        edge_contrast: float = 2.0,
+        claim_colour_weight: float = 5.0,
     ) -> None:
         self.working_long_side = working_long_side
         self.iterations = iterations
@@ -207,12 +238,20 @@ class GeodesicGrabCutEngine(Engine):
         self.lone_stroke_reach = lone_stroke_reach
         self.correction_reach = correction_reach
         self.correction_context = correction_context
+        self.separation_colour_weight = separation_colour_weight
+        self.lookalike_ring = lookalike_ring
+        self.lookalike_share = lookalike_share
+        self.local_without_background_strokes = local_without_background_strokes
+        self.extent_reach = extent_reach
+        self.lookalike_extent_reach = lookalike_extent_reach
+        self.edge_contrast = edge_contrast
+        self.claim_colour_weight = claim_colour_weight
 
     @property
     def identity(self) -> str:
         # Only what shapes the embedding: engines that differ in how they decode
         # share cached embeddings.
-        return f"geodesic_grabcut/v2/s{self.working_long_side}/g{self.geodesic_colour_weight:g}"
+        return f"geodesic_grabcut/v3/s{self.working_long_side}"
 
     def working_shape(self, height: int, width: int) -> tuple[int, int]:
         scale = min(1.0, self.working_long_side / max(height, width))
@@ -231,7 +270,7 @@ class GeodesicGrabCutEngine(Engine):
             (height, width),
             {
                 "working_rgb": small,
-                "geodesic_costs": geodesic_edge_costs(small, self.geodesic_colour_weight),
+                "lab_steps": lab_steps(small),
             },
         )
 
@@ -253,10 +292,12 @@ class GeodesicGrabCutEngine(Engine):
         small_negative = shrink_any(negative, small_shape)
         small_positive &= ~small_negative
         if current is None:
-            first_guess = self._geodesic_first_guess(
-                embedding.arrays["geodesic_costs"], small_positive, small_negative, inside_box, small_shape
+            # Clicks say where the object is, not how large: only strokes give an extent.
+            small_spanning = shrink_any(prompts.positive_scribbles, small_shape) & ~small_negative
+            small_mask, stability = self._first_round(
+                small_rgb, embedding.arrays["lab_steps"], small_positive, small_negative, inside_box, small_shape,
+                small_spanning,
             )
-            small_mask, stability = self._grabcut(small_rgb, first_guess, small_positive, small_negative)
             if small_positive.any():
                 small_mask = keep_components_touching(small_mask, small_positive)
             mask = enlarge(small_mask, full_shape)
@@ -267,6 +308,12 @@ class GeodesicGrabCutEngine(Engine):
             if seeds.any():
                 small_mask = keep_components_touching(small_mask, seeds)
             mask = self._apply_local_correction(current, small_current, small_mask, positive, negative, full_shape)
+            if self.edge_contrast > 0:
+                behind_edge = self.claimed_behind_edge(
+                    embedding.arrays["lab_steps"], small_current, small_positive, small_negative & small_current
+                )
+                if behind_edge.any():
+                    mask &= ~enlarge(behind_edge, full_shape)
         mask = (mask | positive) & ~negative
         return Prediction(mask=mask, score=stability)
 
@@ -277,6 +324,7 @@ class GeodesicGrabCutEngine(Engine):
         negative: np.ndarray,
         inside_box: np.ndarray | None,
         shape: tuple[int, int],
+        background_strokes: np.ndarray | None = None,
     ) -> np.ndarray:
         if not positive.any():
             # A box alone: classic GrabCut, the whole box is "probably object".
@@ -286,7 +334,9 @@ class GeodesicGrabCutEngine(Engine):
         background_seeds = negative | (border_pixels(shape) & ~positive)
         graph = geodesic_graph(geodesic_costs)
         nearer_object = geodesically_nearer(graph, positive, background_seeds & ~positive)
-        if not negative.any():
+        if background_strokes is None or not self.local_without_background_strokes:
+            background_strokes = negative
+        if not background_strokes.any():
             # With the border as the only background, "nearer the stroke than the
             # border" spreads over much of the image and GrabCut's first colour
             # models take the background for object. Start from the stroke's close
@@ -295,6 +345,127 @@ class GeodesicGrabCutEngine(Engine):
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
             nearer_object &= cv2.dilate(positive.astype(np.uint8), kernel) > 0
         return nearer_object & ~negative
+
+    def _first_round(
+        self,
+        rgb: np.ndarray,
+        changes: np.ndarray,
+        positive: np.ndarray,
+        negative: np.ndarray,
+        inside_box: np.ndarray | None,
+        shape: tuple[int, int],
+        spanning: np.ndarray,
+    ) -> tuple[np.ndarray, float]:
+        """GrabCut from the geodesic first guess; recut when a negative stroke marks a look-alike.
+
+        A negative stroke whose surroundings the cut took for object marks
+        something the colour models cannot tell from the object (a second giraffe
+        beside the first). Every pixel geodesically nearer such a stroke than a
+        positive one then becomes background, so that the boundary between the two
+        follows the image's edges; the other negative strokes, on background that
+        looks different, go on guiding the colour models as before.
+        """
+        first_guess = self._geodesic_first_guess(
+            step_costs(changes, self.geodesic_colour_weight), positive, negative, inside_box, shape
+        )
+        far = self._beyond_extent(spanning, self.extent_reach)
+        lookalike = (
+            self.lookalike_strokes(rgb, first_guess & ~far, positive, negative, known_background=far)
+            if positive.any() and negative.any()
+            else np.zeros(shape, bool)
+        )
+        if not lookalike.any():
+            return self._grabcut(rgb, first_guess & ~far, positive, negative | far)
+        background_strokes = negative & ~lookalike
+        if not background_strokes.any():
+            # Every negative stroke marks a look-alike: nothing says what the
+            # background is, and the object is about as large as its stroke.
+            far = self._beyond_extent(spanning, self.lookalike_extent_reach)
+        separated = self.lookalike_cells(changes, positive, negative, lookalike) | far
+        first_guess = self._geodesic_first_guess(
+            step_costs(changes, self.geodesic_colour_weight), positive, negative, inside_box, shape,
+            background_strokes,
+        )
+        return self._grabcut(rgb, first_guess & ~separated, positive, negative | separated)
+
+    def lookalike_strokes(
+        self, rgb: np.ndarray, first_guess: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+        known_background: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The negative strokes that GrabCut, not told about them, would mostly take for object.
+
+        The probe cut keeps the positive strokes and the image border as hard
+        labels and leaves the negative strokes to the colour models: a stroke on
+        background that looks different stays background, a stroke on a second
+        object of the same kind does not.
+        """
+        border = border_pixels(positive.shape) & ~positive
+        if known_background is not None:
+            border |= known_background & ~negative
+        probe, _ = self._grabcut(rgb, first_guess, positive, border)
+        stroke_labels, count = ndimage.label(negative, structure=_EIGHT_CONNECTED)
+        shares = ndimage.mean(probe, stroke_labels, index=np.arange(1, count + 1))
+        lookalike_labels = np.flatnonzero(np.asarray(shares) >= self.lookalike_share) + 1
+        return np.isin(stroke_labels, lookalike_labels)
+
+    def lookalike_cells(
+        self, changes: np.ndarray, positive: np.ndarray, negative: np.ndarray, lookalike: np.ndarray
+    ) -> np.ndarray:
+        """Pixels whose geodesically nearest stroke is one of the ``lookalike`` negative strokes."""
+        # Seed labels: 1 positive, 2 look-alike negative, 3 other negative strokes.
+        seeds = np.zeros(positive.shape, np.int32)
+        seeds[negative] = 3
+        seeds[lookalike] = 2
+        seeds[positive] = 1
+        graph = geodesic_graph(step_costs(changes, self.separation_colour_weight))
+        return nearest_seed_labels(graph, seeds) == 2
+
+    def claimed_behind_edge(
+        self, changes: np.ndarray, current: np.ndarray, positive: np.ndarray, negative: np.ndarray
+    ) -> np.ndarray:
+        """The part of ``current`` a negative correction claims, when an edge parts it from the rest.
+
+        The claim is every mask pixel geodesically nearer the negative strokes on
+        the mask than any positive stroke. It is removed whole only when the line
+        between claim and rest runs along an edge (its colour change at least
+        ``edge_contrast`` times the mask's median): a look-alike neighbour, not a
+        piece of the object the strokes happen to lie near.
+        """
+        if not negative.any() or not positive.any():
+            return np.zeros(current.shape, bool)
+        seeds = np.zeros(current.shape, np.int32)
+        seeds[negative] = 2
+        seeds[positive] = 1
+        graph = geodesic_graph(step_costs(changes, self.claim_colour_weight))
+        claimed = current & (nearest_seed_labels(graph, seeds) == 2)
+        claimed = keep_components_touching(claimed, negative)
+        rest = current & ~claimed
+        if not claimed.any() or not rest.any():
+            return np.zeros(current.shape, bool)
+        # The strongest change within two pixels: the line of equal distance
+        # runs beside an edge, not always on it.
+        edges = cv2.dilate(changes.max(axis=0), np.ones((5, 5), np.uint8))
+        line = claimed & (cv2.dilate(rest.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+        inside = cv2.erode(current.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        typical = float(np.median(edges[inside])) if inside.any() else float(np.median(edges[current]))
+        if not line.any() or float(np.median(edges[line])) < self.edge_contrast * max(typical, 1.0):
+            return np.zeros(current.shape, bool)
+        return claimed
+
+    @staticmethod
+    def _beyond_extent(positive: np.ndarray, reach: float) -> np.ndarray:
+        """Pixels farther from the positive strokes than ``reach`` times their extent (bounding-box diagonal).
+
+        An annotator's positive strokes span much of the object: far beyond them
+        lies background, whatever its colour.
+        """
+        if reach <= 0 or not positive.any():
+            return np.zeros(positive.shape, bool)
+        rows = np.flatnonzero(positive.any(axis=1))
+        cols = np.flatnonzero(positive.any(axis=0))
+        extent = float(np.hypot(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+        distance = cv2.distanceTransform((~positive).astype(np.uint8), cv2.DIST_L2, 3)
+        return distance > reach * extent
 
     def correction_region(self, corrective: np.ndarray) -> tuple[np.ndarray, float]:
         """Where a round's corrections may change the mask, and the farthest reach.
