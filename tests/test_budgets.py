@@ -23,9 +23,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from ml_backend.server import scribble_api
-from ml_backend.server.app import create_app
 from ml_backend.server.result_store import build_result_store
 from ml_backend.settings import CONFIG_DIR, Settings
+from tests.support.app_client import isolated_client
 from tests.support.recording_host import RecordingHost
 from tests.synthetic import disc_scene, scribbles_for
 
@@ -42,22 +42,7 @@ def png(array: np.ndarray) -> bytes:
 
 
 def make_client(tmp_path: Path, **overrides: Any) -> TestClient:
-    values: dict[str, Any] = {
-        "RESULT_DIR": tmp_path / "results",
-        "CACHE_DIR": tmp_path / "cache",
-        "ENGINE": "grabcut",
-        "REFINE": "none",
-        "REDIS_URL": None,
-        "LABEL_STUDIO_URL": None,
-        "LABEL_STUDIO_API_KEY": None,
-        "BASIC_AUTH_USER": None,
-        "BASIC_AUTH_PASS": None,
-        "API_KEYS": [],
-        "ALLOWED_FETCH_HOSTS": [HOST],
-        "PUBLIC_URL": None,
-    }
-    values.update(overrides)
-    return TestClient(create_app(Settings(**values)), raise_server_exceptions=False)
+    return isolated_client(tmp_path, **{**dict(REFINE="none", ALLOWED_FETCH_HOSTS=[HOST], PUBLIC_URL=None), **overrides})
 
 
 def upload_files(height: int, width: int) -> dict[str, tuple[str, bytes, str]]:

@@ -17,15 +17,12 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from ml_backend.server.app import create_app
-from ml_backend.settings import Settings
+from tests.support.app_client import isolated_client
 from tests.support.backend_server import BackendServer
 
 ACTION = "InteractiveScribbleSegmentation"
@@ -78,20 +75,6 @@ def test_access_log_has_no_secrets_and_disconnects_no_tracebacks(backend: Backen
 # ------------------------------------------------------------------ documentation and operations
 
 
-def make_client(tmp_path: Path, **overrides: Any) -> TestClient:
-    values: dict[str, Any] = {
-        "RESULT_DIR": tmp_path / "results",
-        "CACHE_DIR": tmp_path / "cache",
-        "ENGINE": "grabcut",
-        "REDIS_URL": None,
-        "LABEL_STUDIO_URL": None,
-        "LABEL_STUDIO_API_KEY": None,
-        "BASIC_AUTH_USER": None,
-        "BASIC_AUTH_PASS": None,
-        "API_KEYS": [],
-    }
-    values.update(overrides)
-    return TestClient(create_app(Settings(**values)), raise_server_exceptions=False)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -102,26 +85,26 @@ DOCS = ("/docs", "/openapi.json", "/redoc")
 
 
 def test_with_auth_on_docs_and_metrics_need_it(tmp_path: Path) -> None:
-    client = make_client(tmp_path / "basic", BASIC_AUTH_USER="ls", BASIC_AUTH_PASS="pass-7c1d")
+    client = isolated_client(tmp_path / "basic", BASIC_AUTH_USER="ls", BASIC_AUTH_PASS="pass-7c1d")
     for path in (*DOCS, "/metrics"):
         answer = client.get(path)
         assert answer.status_code == 401 and answer.json()["Code"] == "Unauthorized", (path, answer.text)
         assert client.get(path, headers=basic("ls", "wrong")).status_code == 401, path
         assert client.get(path, headers=basic("ls", "pass-7c1d")).status_code == 200, path
     assert client.get("/health").status_code == 200  # container health checks send nothing
-    keyed = make_client(tmp_path / "keys", API_KEYS=["key-31ab"])
+    keyed = isolated_client(tmp_path / "keys", API_KEYS=["key-31ab"])
     assert keyed.get("/openapi.json").status_code == 401
     assert keyed.get("/openapi.json", headers={"X-API-Key": "key-31ab"}).status_code == 200
     assert keyed.get("/docs", headers={"Authorization": "Bearer key-31ab"}).status_code == 200
 
 
 def test_metrics_and_health_guards_are_settings(tmp_path: Path) -> None:
-    client = make_client(tmp_path / "a", API_KEYS=["key-31ab"], METRICS_AUTH=False, HEALTH_AUTH=True)
+    client = isolated_client(tmp_path / "a", API_KEYS=["key-31ab"], METRICS_AUTH=False, HEALTH_AUTH=True)
     assert client.get("/metrics").status_code == 200
     assert client.get("/health").status_code == 401
     assert client.get("/health", headers={"X-API-Key": "key-31ab"}).status_code == 200
     # Without any authentication configured nothing is guarded (a local, loopback-only setup).
-    open_client = make_client(tmp_path / "b")
+    open_client = isolated_client(tmp_path / "b")
     for path in (*DOCS, "/metrics", "/health"):
         assert open_client.get(path).status_code == 200, path
 

@@ -19,6 +19,7 @@ import io
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from ml_backend.server.app import create_app
 from ml_backend.settings import CONFIG_DIR, Settings
+from tests.support.app_client import isolated_client
 from tests.support.recording_host import RecordingHost
 from tests.synthetic import disc_scene
 
@@ -65,22 +66,8 @@ def attacker(scene_png: bytes) -> Iterator[RecordingHost]:
         yield host
 
 
-def make_client(tmp_path: Any, **overrides: Any) -> TestClient:
-    values: dict[str, Any] = {
-        "RESULT_DIR": tmp_path / "results",
-        "CACHE_DIR": tmp_path / "cache",
-        "ENGINE": "grabcut",
-        "REFINE": "none",
-        "REDIS_URL": None,
-        "LABEL_STUDIO_URL": None,
-        "LABEL_STUDIO_API_KEY": None,
-        "BASIC_AUTH_USER": None,
-        "BASIC_AUTH_PASS": None,
-        "API_KEYS": [],
-        "ALLOWED_FETCH_HOSTS": [],
-    }
-    values.update(overrides)
-    return TestClient(create_app(Settings(**values)), raise_server_exceptions=False)
+def make_client(tmp_path: Path, **overrides: Any) -> TestClient:
+    return isolated_client(tmp_path, **{**dict(REFINE="none", ALLOWED_FETCH_HOSTS=[]), **overrides})
 
 
 def predict_body(image: str = UPLOAD) -> dict:

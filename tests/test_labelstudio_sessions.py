@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml_backend.config import labeling_config
 from ml_backend.labelstudio.rle import decode_rle
 from tests.support.backend_server import BackendServer, scribble_backend  # noqa: F401  (fixture)
 from tests.support.label_studio import LabelStudioServer
@@ -43,7 +44,7 @@ from tests.support.labeling_ui import (
 )
 from tests.synthetic import iou
 
-LABEL_CONFIG = (Path(__file__).resolve().parents[1] / "config" / "labeling-config.xml").read_text()
+LABEL_CONFIG = labeling_config()
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PHOTOGRAPH = "cross.png"  # GrabCut: a stone cross; a stroke on it alone leaks into the background
 CANVAS_TIMEOUT_MS = 15_000
