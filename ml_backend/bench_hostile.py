@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
 import numpy as np
 from PIL import Image
 
@@ -82,6 +81,8 @@ def touches_body(touches: int) -> bytes:
 
 
 def bench_touches(touches: int = 300_000) -> dict:
+    import httpx  # the [tools] extra: not in the base install
+
     body = touches_body(touches)
     with soak.running_server(1, {"ENGINE": "grabcut"}, "bench-hostile-touches-") as server:
         started = time.perf_counter()
@@ -134,6 +135,8 @@ def trickling_host() -> Iterator[str]:
 
 
 def bench_trickle(fetches: int = 45, upload_side: int = 64) -> dict:
+    import httpx  # the [tools] extra: not in the base install
+
     parts = _upload_parts(upload_side, upload_side)
     with trickling_host() as host, soak.running_server(
         1, {"ENGINE": "grabcut", "ALLOWED_FETCH_HOSTS": TRICKLE_HOST}, "bench-hostile-trickle-"
@@ -162,6 +165,8 @@ def bench_trickle(fetches: int = 45, upload_side: int = 64) -> dict:
 
 
 def bench_memory(uploads: int = 12, side: int = 4096) -> dict:
+    import httpx  # the [tools] extra: not in the base install
+
     parts = _upload_parts(side, side)
     # The configured engine (the default one unless ENGINE is set), as a deployed server runs.
     with soak.running_server(1, {}, "bench-hostile-memory-") as server:
