@@ -300,13 +300,7 @@ def task_state(
     strokes: dict[str, np.ndarray] = {}
     regions: list[tuple[str, np.ndarray]] = []
     for region_name, region in _stroke_regions(results, config, results_name):
-        value = _as_dict(region.get("value"), f"{region_name}.value")
-        labels = _region_labels(value, BRUSH_TYPE, f"{region_name}.value", allowed)
-        if not labels:
-            continue
-        if value.get("rle"):
-            _check_region_size(region, region_name, height, width)
-        mask = rasterize_brush_value(value, height, width, f"{region_name}.value")
+        labels, mask = _labelled_brush(region, region_name, allowed, height, width)
         for label in labels:
             _union_into(strokes, label, mask)
             regions.append((label, mask))
@@ -323,17 +317,24 @@ def task_state(
             count += 1
             if count > MAX_STROKE_REGIONS:
                 raise invalid_parameter(results_name, f"holds more than {MAX_STROKE_REGIONS} result brush regions")
-            value = _as_dict(region.get("value"), f"{region_name}.value")
-            labels = _region_labels(value, BRUSH_TYPE, f"{region_name}.value", config.class_labels)
-            if not labels:
-                continue
-            if value.get("rle"):
-                _check_region_size(region, region_name, height, width)
-            mask = rasterize_brush_value(value, height, width, f"{region_name}.value")
+            labels, mask = _labelled_brush(region, region_name, tuple(config.class_labels), height, width)
             for label in labels:
                 accepted.setdefault(label, []).append(mask)
     return TaskState(strokes, regions, accepted, item_name)
 
+
+
+def _labelled_brush(
+    region: dict, region_name: str, allowed: tuple[str, ...], height: int, width: int
+) -> tuple[list[str], np.ndarray | None]:
+    """A brush region's labels among ``allowed`` and its mask (None, unpainted, when it has none)."""
+    value = _as_dict(region.get("value"), f"{region_name}.value")
+    labels = _region_labels(value, BRUSH_TYPE, f"{region_name}.value", allowed)
+    if not labels:
+        return [], None
+    if value.get("rle"):
+        _check_region_size(region, region_name, height, width)
+    return labels, rasterize_brush_value(value, height, width, f"{region_name}.value")
 
 # --------------------------------------------------------------------------- context
 
