@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,11 @@ from .core.compose import RETURN_FORMS
 from .core.engine import EngineUnavailable
 from .core.refine import REFINE_OPTIONS
 from .errors import ClientError
-from .evaluation.cli import add_eval_parser
 from .settings import SettingsError, get_settings
-from .soak import add_soak_parser
 
+
+#: Entry-point group through which the tools package adds its commands.
+TOOL_COMMANDS_GROUP = "scribble_seg.commands"
 
 #: Which extra brings each optional package (pyproject.toml's optional-dependencies).
 EXTRA_OF_PACKAGE = {
@@ -165,31 +167,16 @@ def _warmup(args: argparse.Namespace) -> int:
     return 0 if failures == 0 else 1
 
 
-def _bench(args: argparse.Namespace) -> int:
-    import json
-
-    from .bench import run_bench
-
-    report = run_bench(args.engine, args.size, args.repeats, args.refine, args.random_weights)
-    if not args.no_http:
-        from .bench import SIZES
-        from .bench_http import run_http_bench
-
-        # Served engines need their weights here: random-weight stand-ins are in-process only.
-        served = [name for name in report["engines"] if name not in report.get("random_weights", [])]
-        report["http"] = run_http_bench(
-            served, {name: SIZES[name] for name in args.size}, args.http_rounds, args.refine, args.redis_url
-        )
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
-    return 0
-
-
 def _serve(args: argparse.Namespace) -> int:
     from .server.run import serve
 
     return serve(host=args.host, port=args.port, workers=args.workers)
+
+
+def _add_tool_commands(commands: argparse._SubParsersAction) -> None:
+    # Tools (bench, eval, soak) register through an entry point: the product never imports them.
+    for entry in entry_points(group=TOOL_COMMANDS_GROUP):
+        entry.load()(commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,31 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     warmup.add_argument("--api-key", help="Label Studio token (default: LABEL_STUDIO_API_KEY)")
     warmup.set_defaults(handler=_warmup)
 
-    bench = commands.add_parser("bench", help="time each stage of a round per engine and image size")
-    bench.add_argument("--engine", nargs="+", help="engines to time (default: every one whose weights are here)")
-    bench.add_argument("--size", nargs="+", default=["640x480", "1024x768", "4096x4096"],
-                       choices=["640x480", "1024x768", "4096x4096"])
-    bench.add_argument("--repeats", type=int, default=10, help="rounds per stage (p50, p95 over them)")
-    bench.add_argument("--refine", choices=("auto", *REFINE_OPTIONS), default="auto",
-                       help="auto: each engine's own (maskrefine for GrabCut engines, edgerefine for the SAM family)")
-    bench.add_argument("--random-weights", action="store_true",
-                       help="time sam (SAM_MODEL_TYPE) and mobile_sam with random weights when their checkpoints are missing")
-    bench.add_argument("--json", metavar="OUT.json", help="write every figure here")
-    bench.add_argument("--no-http", action="store_true",
-                       help="skip timing /predict through HTTP (1 worker, then 2 workers sharing Redis)")
-    bench.add_argument("--http-rounds", type=int, default=20, metavar="N", help="warm /predict rounds per server")
-    bench.add_argument("--redis-url", metavar="URL",
-                       help="Redis for the two-worker run (default: start redis-server on a free port)")
-    bench.set_defaults(handler=_bench)
-
     serve = commands.add_parser("serve", help="run the HTTP server (Label Studio backend and scribble API)")
     serve.add_argument("--host", default=None, help="default: HOST (0.0.0.0)")
     serve.add_argument("--port", type=int, default=None, help="default: PORT (9090)")
     serve.add_argument("--workers", type=int, default=None, help="default: WORKERS")
     serve.set_defaults(handler=_serve)
 
-    add_eval_parser(commands)
-    add_soak_parser(commands)
+    _add_tool_commands(commands)
     return parser
 
 

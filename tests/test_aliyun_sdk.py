@@ -27,8 +27,8 @@ from alibabacloud_tea_openapi.models import Config
 from alibabacloud_tea_util.models import RuntimeOptions
 from PIL import Image
 
-from ml_backend.evaluation.datasets import split_scribbles
-from ml_backend.evaluation.metrics import iou
+from ml_backend.tools.evaluation.datasets import split_scribbles
+from ml_backend.tools.evaluation.metrics import iou
 from tests.support.backend_server import BackendServer
 
 DATASETS = Path(os.environ.get("SCRIBBLE_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))

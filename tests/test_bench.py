@@ -30,7 +30,7 @@ def test_bench_times_each_stage_and_the_http_round_with_one_and_two_workers(tmp_
 
 
 def test_bench_times_segment_anythings_mask_decoder_against_the_engines_on_the_same_inputs():
-    from ml_backend.bench import bench_engine
+    from ml_backend.tools.bench import bench_engine
     from ml_backend.core.engines.sam_family import load_litemedsam
 
     figures = bench_engine(load_litemedsam(), "640x480", repeats=2, refine="auto")
@@ -44,7 +44,7 @@ def test_bench_times_segment_anythings_mask_decoder_against_the_engines_on_the_s
 
 
 def test_random_weights_stand_in_for_the_configured_sam_model(monkeypatch, tmp_path):
-    from ml_backend.bench import engines_for_bench
+    from ml_backend.tools.bench import engines_for_bench
     from ml_backend.settings import get_settings
 
     monkeypatch.setenv("MODEL_DIR", str(tmp_path))  # no checkpoint here

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ml_backend.bench_device import main
+from ml_backend.tools.bench_device import main
 
 
 def test_cpu_against_cpu_agrees_exactly(tmp_path, capsys):

@@ -5,7 +5,7 @@ than refused; a third trickling fetch beyond FETCH_CONCURRENCY=2 was not refused
 (it trickled until the 25 s deadline, on a request thread); a second large image
 beside one being segmented was not held back by MEMORY_BUDGET_MB (200, not 503);
 and the result folder grew past RESULT_DISK_QUOTA_MB. Speeds are in
-``python -m ml_backend.bench_hostile`` (README, Reliability), not here.
+``python -m ml_backend.tools.bench_hostile`` (README, Reliability), not here.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine
 from ml_backend.core.prompts import make_prompts
 from ml_backend.core.refine import correction_reach, refine_mask
 from ml_backend.core.segmenter import Segmenter
-from ml_backend.evaluation.correction_reach import FAR_PX, far_changed_pixels, run
+from ml_backend.tools.evaluation.correction_reach import FAR_PX, far_changed_pixels, run
 from tests.synthetic import disc_scene, scribbles_for
 
 DATASETS = Path(os.environ.get("SCRIBBLE_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))

@@ -18,8 +18,8 @@ LOCAL = {"ml_backend", "tests"}
 EXTRA_ONLY_MODULES = {
     "ml_backend/core/engines/sam_family.py": "sam",
     "ml_backend/core/engines/sam_decoder.py": "sam",
-    "ml_backend/bench_device.py": "sam",
-    "ml_backend/bench_http.py": "tools",
+    "ml_backend/tools/bench_device.py": "sam",
+    "ml_backend/tools/bench_http.py": "tools",
     "ml_backend/weights.py": "sam",  # `scribble-seg download`: checkpoints for the SAM family
 }
 # Declared but never imported by name, each for a reason.

@@ -12,10 +12,10 @@ import pytest
 
 from ml_backend.core.engine import Embedding, Engine, Prediction
 from ml_backend.core.prompts import Prompts
-from ml_backend.evaluation import metrics, robot
-from ml_backend.evaluation.cli import add_eval_parser
-from ml_backend.evaluation.datasets import discover_samples, load_sample
-from ml_backend.evaluation.runner import as_segment_function, evaluate_sample, format_table, run_benchmark
+from ml_backend.tools.evaluation import metrics, robot
+from ml_backend.tools.evaluation.cli import add_eval_parser
+from ml_backend.tools.evaluation.datasets import discover_samples, load_sample
+from ml_backend.tools.evaluation.runner import as_segment_function, evaluate_sample, format_table, run_benchmark
 
 SUMMARY_KEYS = {
     "miou_at",

@@ -3,7 +3,7 @@ Label Studio unreachable or hanging.
 
 The server is `<venv>/bin/scribble-seg serve --workers 2` in a subprocess, sharing a real
 `redis-server` that this module starts, stops and restarts on the same port; task images
-come from a Label Studio stand-in on loopback (`ml_backend.soak.LabelStudioImages`).
+come from a Label Studio stand-in on loopback (`ml_backend.tools.soak.LabelStudioImages`).
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ import redis
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from ml_backend import soak
-from ml_backend.latency import percentile
-from ml_backend.redis_process import redis_executable, server_command, stop_process, wait_until_ready
+from ml_backend.tools import soak
+from ml_backend.tools.latency import percentile
+from ml_backend.tools.redis_process import redis_executable, server_command, stop_process, wait_until_ready
 from ml_backend.server.app import create_app
 from ml_backend.settings import Settings
-from ml_backend.soak import LOOPBACK_HOST as HOST
-from ml_backend.soak import free_port
+from ml_backend.tools.soak import LOOPBACK_HOST as HOST
+from ml_backend.tools.soak import free_port
 from tests.synthetic import disc_scene, scribbles_for
 
 WORKERS = 2

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ml_backend.bench import Timing
-from ml_backend.latency import percentile
+from ml_backend.tools.bench import Timing
+from ml_backend.tools.latency import percentile
 
 
 def test_p95_of_twenty_is_the_nineteenth_smallest() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_backend import soak
+from ml_backend.tools import soak
 
 ANNOTATORS, ROUNDS, WORKERS = 4, 3, 2
 # Two grabcut workers idle at about 0.3 GB together with their parent; a run that

@@ -12,6 +12,7 @@ from label_studio_sdk.converter import brush
 
 from ml_backend.errors import ClientError
 from ml_backend.labelstudio import rle
+from ml_backend.tools.bench_rle import benchmark_rle
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -297,7 +298,7 @@ def test_random_bytes_after_a_valid_header_never_crash_or_hang(path, body, heigh
 
 
 def test_benchmark_reports_both_codecs():
-    report = rle.benchmark_rle(height=24, width=32, repeats=1)
+    report = benchmark_rle(height=24, width=32, repeats=1)
     assert report["identical"] is True
     assert report["rle_bytes"] > 0
     for operation in ("encode", "decode"):

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from ml_backend.labelstudio.rle import decode_rle
-from ml_backend.soak import LabelStudioImages, click_body, free_port, label_config, make_scene, task_body
+from ml_backend.tools.soak import LabelStudioImages, click_body, free_port, label_config, make_scene, task_body
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "wheel-install-token"

@@ -14,13 +14,12 @@ from ml_backend.labelstudio.mapping import (
     strokes_from_task,
     task_state,
 )
-from ml_backend.labelstudio.rle import benchmark_rle, decode_rle, decode_rle_rgba, encode_mask, encode_rle
+from ml_backend.labelstudio.rle import decode_rle, decode_rle_rgba, encode_mask, encode_rle
 from ml_backend.labelstudio.touches import rasterize_brush_value
 
 __all__ = [
     "ContextPrompts",
     "ScribbleConfig",
-    "benchmark_rle",
     "brush_result",
     "class_scribbles",
     "context_prompts",

@@ -1,4 +1,4 @@
-"""A real ``redis-server`` for tests (see ``ml_backend.redis_process``).
+"""A real ``redis-server`` for tests (see ``ml_backend.tools.redis_process``).
 
 Use ``from tests.support.redis_server import redis_server  # noqa`` in a test module.
 The fixture fails (never skips) when the server cannot be started.
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ml_backend.redis_process import RedisServer, running_redis_server
+from ml_backend.tools.redis_process import RedisServer, running_redis_server
 
 
 @pytest.fixture(scope="module")

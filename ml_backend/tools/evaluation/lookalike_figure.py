@@ -1,6 +1,6 @@
 """The README's picture of touching look-alikes: target, strokes, the default engine's mask, plain GrabCut's.
 
-``python -m ml_backend.evaluation.lookalike_figure DATASET OUT.png CASE...`` with
+``python -m ml_backend.tools.evaluation.lookalike_figure DATASET OUT.png CASE...`` with
 DATASET a folder laid out like ``COCO128-instances`` (round 1 from
 ``scribbles_neighbours``). Each row is one case: the target (green outline) with
 the strokes (yellow positive, red negative), the default engine as served
@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..core.prompts import make_prompts
-from ..core.segmenter import Segmenter
-from ..engines_factory import create_engine
+from ...core.prompts import make_prompts
+from ...core.segmenter import Segmenter
+from ...engines_factory import create_engine
 from . import metrics
 from .datasets import discover_samples, load_sample
 

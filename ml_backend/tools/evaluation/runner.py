@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..core.engine import Embedding, Engine, Prediction
-from ..core.prompts import Prompts, make_prompts
+from ...core.engine import Embedding, Engine, Prediction
+from ...core.prompts import Prompts, make_prompts
 from . import metrics, robot
 from .datasets import LoadedSample, Sample, load_sample
 

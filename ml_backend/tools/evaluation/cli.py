@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.refine import REFINE_OPTIONS
+from ...core.refine import REFINE_OPTIONS
 from .runner import NO_REFINE, Contender, as_segment_function, format_table, run_benchmark
 
 REFINE_CHOICES = REFINE_OPTIONS
@@ -71,8 +71,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _contenders(engine_names: list[str | None], refine_options: list[str]) -> list[Contender]:
-    from ..core.segmenter import Segmenter
-    from ..engines_factory import create_engine
+    from ...core.segmenter import Segmenter
+    from ...engines_factory import create_engine
 
     contenders = []
     for engine_name in engine_names:
@@ -86,7 +86,7 @@ def _contenders(engine_names: list[str | None], refine_options: list[str]) -> li
 
 def run_eval_command(args: argparse.Namespace) -> int:
     """Runs the benchmark for parsed ``eval`` arguments; prints the table. Returns the exit code."""
-    from ..core.engine import EngineUnavailable
+    from ...core.engine import EngineUnavailable
     from .datasets import DatasetError, discover_samples
 
     try:

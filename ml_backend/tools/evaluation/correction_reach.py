@@ -6,7 +6,7 @@ this counts those pixels, round by round, with the robot's corrective strokes
 (``robot.py``) after a first round from the dataset's real scribbles, the same
 protocol as ``runner.py``.
 
-    python -m ml_backend.evaluation.correction_reach --dataset ../shared/datasets/GrabCut \\
+    python -m ml_backend.tools.evaluation.correction_reach --dataset ../shared/datasets/GrabCut \\
         --scribbles scribbles_set2 --refine maskrefine --rounds 3 [--images llama person1]
 
 Imports are absolute (``ml_backend...``), so the script can be pointed at another
@@ -27,8 +27,8 @@ import numpy as np
 from ml_backend.core.prompts import make_prompts
 from ml_backend.core.segmenter import Segmenter
 from ml_backend.engines_factory import create_engine
-from ml_backend.evaluation import robot
-from ml_backend.evaluation.datasets import LoadedSample, discover_samples, load_sample
+from ml_backend.tools.evaluation import robot
+from ml_backend.tools.evaluation.datasets import LoadedSample, discover_samples, load_sample
 
 FAR_PX = 60
 
@@ -58,7 +58,7 @@ def measure_sample(
     loaded: LoadedSample, segmenter: Segmenter, refine: str, rounds: int, far_px: int = FAR_PX
 ) -> SampleReach:
     """Round 1 from the sample's scribbles, then ``rounds - 1`` robot corrections."""
-    from ml_backend.evaluation.metrics import iou
+    from ml_backend.tools.evaluation.metrics import iou
 
     if loaded.positive_scribbles is None:
         raise ValueError(f"{loaded.sample.name}: needs first-round scribbles (--scribbles)")
