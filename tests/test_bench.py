@@ -31,7 +31,7 @@ def test_bench_times_each_stage_and_the_http_round_with_one_and_two_workers(tmp_
 
 def test_bench_times_segment_anythings_mask_decoder_against_the_engines_on_the_same_inputs():
     from ml_backend.tools.bench import bench_engine
-    from ml_backend.core.engines.sam_family import load_litemedsam
+    from ml_backend.core.engines.sam_checkpoints import load_litemedsam
 
     figures = bench_engine(load_litemedsam(), "640x480", repeats=2, refine="auto")
     assert figures["mask_decoder_ms_p50"] > 0 and figures["engine_decoder_ms_p50"] > 0

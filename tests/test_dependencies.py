@@ -17,6 +17,8 @@ LOCAL = {"ml_backend", "tests"}
 # ml_backend must import, at module level, only what the base install brings.
 EXTRA_ONLY_MODULES = {
     "ml_backend/core/engines/sam_family.py": "sam",
+    "ml_backend/core/engines/sam_models.py": "sam",
+    "ml_backend/core/engines/sam_checkpoints.py": "sam",
     "ml_backend/core/engines/sam_decoder.py": "sam",
     "ml_backend/tools/bench_device.py": "sam",
     "ml_backend/tools/bench_http.py": "tools",

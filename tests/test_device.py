@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ml_backend.core.engine import EngineUnavailable
-from ml_backend.engines_factory import create_engine, torch_device
+from ml_backend.engine_registry import create_engine, torch_device
 from ml_backend.settings import Settings
 
 GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0

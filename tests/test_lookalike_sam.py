@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ml_backend.core.engines.sam_family import load_litemedsam
+from ml_backend.core.engines.sam_checkpoints import load_litemedsam
 from ml_backend.core.prompts import make_prompts
 from ml_backend.core.stroke_prompts import claimed_by_negative_strokes
 

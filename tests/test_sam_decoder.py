@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ml_backend.core.engines.sam_decoder import FastMaskDecoder
-from ml_backend.core.engines.sam_family import build_mobile_sam, load_litemedsam
+from ml_backend.core.engines.sam_checkpoints import load_litemedsam
+from ml_backend.core.engines.sam_models import build_mobile_sam
 
 
 @pytest.fixture(scope="module")

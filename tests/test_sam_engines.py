@@ -17,15 +17,14 @@ import pytest
 import torch
 
 from ml_backend.core.engine import Embedding, EngineUnavailable
-from ml_backend.core.engines.sam_family import (
-    LiteMedSamEngine,
-    MobileSamEngine,
-    SamEngine,
-    build_mobile_sam,
+from ml_backend.core.engines.sam_checkpoints import (
+    litemedsam_checkpoint_path,
     load_litemedsam,
     load_mobile_sam,
     load_sam,
 )
+from ml_backend.core.engines.sam_family import LiteMedSamEngine, MobileSamEngine, SamEngine
+from ml_backend.core.engines.sam_models import build_mobile_sam, build_sam
 from ml_backend.core.prompts import make_prompts
 
 HEIGHT, WIDTH = 240, 320
@@ -94,22 +93,9 @@ def litemedsam():
 
 
 @pytest.fixture(scope="module")
-def litemedsam_embedding(litemedsam, scene):
-    return litemedsam.embed(scene[0])
-
-
-@pytest.fixture(scope="module")
 def sam_vit_b():
-    from segment_anything import sam_model_registry
-
     torch.manual_seed(0)
-    return SamEngine(sam_model_registry["vit_b"](checkpoint=None), model_type="vit_b")
-
-
-@pytest.fixture(scope="module")
-def sam_embedding(sam_vit_b, scene):
-    # The one ViT-B embedding of the suite (tens of seconds on a CPU).
-    return sam_vit_b.embed(scene[0])
+    return SamEngine(build_sam("vit_b"), model_type="vit_b")
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +110,26 @@ def mobile_sam(mobile_sam_model):
 
 
 @pytest.fixture(scope="module")
-def mobile_sam_embedding(mobile_sam, scene):
-    return mobile_sam.embed(scene[0])
+def embeddings(scene):
+    """Each engine's embedding of the scene, made once per module (ViT-B's takes tens of seconds on a CPU)."""
+    made = {}
+
+    def embedding_of(engine):
+        if engine.identity not in made:
+            made[engine.identity] = engine.embed(scene[0])
+        return made[engine.identity]
+
+    return embedding_of
+
+
+@pytest.fixture(scope="module")
+def litemedsam_embedding(litemedsam, embeddings):
+    return embeddings(litemedsam)
+
+
+@pytest.fixture(scope="module")
+def mobile_sam_embedding(mobile_sam, embeddings):
+    return embeddings(mobile_sam)
 
 
 @pytest.fixture(scope="module")
@@ -135,22 +139,18 @@ def mobile_sam_checkpoint(mobile_sam_model, tmp_path_factory):
     return path
 
 
-ENGINES = [
-    ("sam_vit_b", "sam_embedding"),
-    ("mobile_sam", "mobile_sam_embedding"),
-    ("litemedsam", "litemedsam_embedding"),
-]
+ENGINES = ["sam_vit_b", "mobile_sam", "litemedsam"]
 
 
 # -- every engine -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("engine_name", "embedding_name"), ENGINES)
+@pytest.mark.parametrize("engine_name", ENGINES)
 def test_embed_then_predict_gives_a_mask_at_image_size_without_rerunning_the_encoder(
-    engine_name, embedding_name, request, scene
+    engine_name, embeddings, request, scene
 ):
     engine = request.getfixturevalue(engine_name)
-    embedding = request.getfixturevalue(embedding_name)
+    embedding = embeddings(engine)
     image, _ = scene
     assert embedding.engine_identity == engine.identity
     assert embedding.image_shape == (HEIGHT, WIDTH)
@@ -175,20 +175,20 @@ def test_embed_then_predict_gives_a_mask_at_image_size_without_rerunning_the_enc
         np.testing.assert_array_equal(first.logits, again.logits)
 
 
-@pytest.mark.parametrize(("engine_name", "embedding_name"), ENGINES)
-def test_prompts_steer_the_decoder(engine_name, embedding_name, request, scene):
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_prompts_steer_the_decoder(engine_name, embeddings, request, scene):
     engine = request.getfixturevalue(engine_name)
-    embedding = request.getfixturevalue(embedding_name)
+    embedding = embeddings(engine)
     image, _ = scene
     left = engine.predict(embedding, make_prompts(image.shape, points=[[40, 40]]))
     right = engine.predict(embedding, make_prompts(image.shape, points=[[280, 200]]))
     assert not np.allclose(left.logits, right.logits)
 
 
-@pytest.mark.parametrize(("engine_name", "embedding_name"), ENGINES)
-def test_negative_marks_alone_give_an_empty_mask(engine_name, embedding_name, request, scene):
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_negative_marks_alone_give_an_empty_mask(engine_name, embeddings, request, scene):
     engine = request.getfixturevalue(engine_name)
-    embedding = request.getfixturevalue(embedding_name)
+    embedding = embeddings(engine)
     _, negative = disc_strokes()
     prediction = engine.predict(embedding, make_prompts(scene[0].shape, negative_scribbles=negative))
     assert not prediction.mask.any() and prediction.score == 0.0
@@ -327,8 +327,6 @@ def test_mobile_sam_state_dict_has_the_official_layout(mobile_sam_model):
 def test_mobile_sam_encoder_matches_the_tinyvit_of_a_real_checkpoint(mobile_sam_model):
     """LiteMedSAM's shipped weights come from the same TinyViT-5M, but with a stride-1
     stem and without the classifier head: every other tensor must line up."""
-    from ml_backend.core.engines.sam_family import litemedsam_checkpoint_path
-
     shipped = torch.load(litemedsam_checkpoint_path(), map_location="cpu", weights_only=True)
     ours = mobile_sam_model.state_dict()
     shipped_shapes = {key: tuple(value.shape) for key, value in shipped.items() if ".patch_embed." not in key}

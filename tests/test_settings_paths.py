@@ -8,6 +8,7 @@ from pathlib import Path
 
 import ml_backend
 from ml_backend.config import defaults_env_path, labeling_config
+from ml_backend.engine_registry import SAM
 from ml_backend.settings import Settings
 
 PACKAGE_DIR = Path(ml_backend.__file__).resolve().parent
@@ -28,7 +29,7 @@ def test_writable_folders_default_to_the_users_folders(monkeypatch, tmp_path):
     assert settings.CACHE_DIR == tmp_path / ".cache/scribble-segmentation"
     for folder in (settings.MODEL_DIR, settings.RESULT_DIR, settings.CACHE_DIR):
         assert not folder.resolve().is_relative_to(PACKAGE_DIR)
-    assert settings.sam_checkpoint_path == settings.MODEL_DIR / "sam_vit_b_01ec64.pth"
+    assert SAM.checkpoint_path(settings) == settings.MODEL_DIR / "sam_vit_b_01ec64.pth"
 
 
 def test_the_same_setting_names_still_choose_the_folders(monkeypatch, tmp_path):

@@ -13,7 +13,7 @@ from PIL import Image
 
 from ml_backend.config import labeling_config
 from ml_backend.core.cache import image_digest
-from ml_backend.engines_factory import create_engine
+from ml_backend.engine_registry import create_engine
 from tests.support.label_studio import LabelStudioServer
 from tests.support.redis_server import RedisServer
 from tests.synthetic import disc_scene

@@ -6,19 +6,12 @@ import hashlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
+from dataclasses import replace
 
 import pytest
 
-from ml_backend import weights
-from ml_backend.weights import (
-    KNOWN_CHECKPOINTS,
-    ChecksumMismatch,
-    DownloadError,
-    download_checkpoint,
-    known_checkpoint,
-    weights_status,
-)
+from ml_backend.engine_registry import CHECKPOINTS, ENGINES
+from ml_backend.weights import ChecksumMismatch, DownloadError, download_checkpoint, known_checkpoint
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and a bit: several chunks
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -162,46 +155,37 @@ def test_http_errors_and_unknown_names(server, tmp_path):
 
 def test_known_checkpoints_download_to_their_names_with_their_checksums(server, tmp_path, monkeypatch):
     # The registry's URL is replaced by the local one; the name, file name and checksum are the registry's.
-    monkeypatch.setitem(
-        KNOWN_CHECKPOINTS,
-        "vit_b",
-        weights.KnownCheckpoint(
-            name="vit_b",
-            engine="sam",
-            setting="SAM_CHECKPOINT",
-            filename="sam_vit_b_01ec64.pth",
-            url=server.url,
-            sha256=PAYLOAD_SHA256,
-        ),
-    )
+    monkeypatch.setitem(CHECKPOINTS, "vit_b", replace(CHECKPOINTS["vit_b"], url=server.url, sha256=PAYLOAD_SHA256))
     path = download_checkpoint("vit_b", tmp_path, progress=False)
     assert path.name == "sam_vit_b_01ec64.pth" and path.read_bytes() == PAYLOAD
     with pytest.raises(ChecksumMismatch):
         download_checkpoint("sam", tmp_path / "other", sha256="1" * 64, progress=False)
 
 
-def test_registry_matches_the_engines_download_hints():
-    from ml_backend.core.engines.sam_family import OFFICIAL_CHECKPOINT_URLS
-
-    for name, url in OFFICIAL_CHECKPOINT_URLS.items():
-        assert known_checkpoint(name).url == url
-    assert known_checkpoint("vit_t").name == "mobile_sam"
-    for checkpoint in KNOWN_CHECKPOINTS.values():
+def test_every_checkpoint_is_found_by_its_names_and_belongs_to_one_engine():
+    owners = {checkpoint.name: spec.name for spec in ENGINES.values() for checkpoint in spec.checkpoints}
+    assert owners == {"vit_b": "sam", "vit_l": "sam", "vit_h": "sam", "mobile_sam": "mobile_sam"}
+    for checkpoint in CHECKPOINTS.values():
         assert checkpoint.sha256 is None or len(checkpoint.sha256) == 64
+        assert checkpoint.url.endswith("/" + checkpoint.filename)
+        for name in (checkpoint.name, *checkpoint.aliases, checkpoint.name.upper()):
+            assert known_checkpoint(name) is checkpoint
+    assert known_checkpoint("vit_t").name == "mobile_sam" and known_checkpoint("sam").name == "vit_b"
 
 
-def test_weights_status_lists_each_engine(tmp_path):
-    present = tmp_path / "sam_vit_b_01ec64.pth"
-    present.write_bytes(b"weights")
-    rows = weights_status({"sam_checkpoint": str(present), "mobile_sam_checkpoint": str(tmp_path / "none.pt")})
-    by_engine = {row.engine: row for row in rows}
-    assert by_engine["sam"] == (("sam", True, str(present)))
-    assert by_engine["mobile_sam"].present is False
-    assert by_engine["litemedsam"].present is True and by_engine["litemedsam"].path.endswith("lite_medsam.pth")
-    from_object = weights_status(SimpleNamespace(sam_checkpoint=None, mobile_sam_checkpoint=present))
-    assert [(row.engine, row.present) for row in from_object][:2] == [("sam", False), ("mobile_sam", True)]
-    from_environment_names = weights_status({"SAM_CHECKPOINT": str(present)})
-    assert from_environment_names[0].present
+def test_a_missing_checkpoint_names_the_registry_download(tmp_path):
+    """The message an engine gives without its weights points at the registry's file and URL."""
+    from ml_backend.core.engine import EngineUnavailable
+    from ml_backend.core.engines.sam_checkpoints import load_mobile_sam, load_sam
+
+    for model_type in ("vit_b", "vit_h"):
+        with pytest.raises(EngineUnavailable) as error:
+            load_sam(model_type, tmp_path / "absent.pth")
+        assert CHECKPOINTS[model_type].url in str(error.value)
+        assert f"scribble-seg download {model_type}" in str(error.value)
+    with pytest.raises(EngineUnavailable) as error:
+        load_mobile_sam(tmp_path / "absent.pt")
+    assert CHECKPOINTS["mobile_sam"].url in str(error.value)
 
 
 def test_the_download_command_verifies_and_reports(tmp_path, capsys):

@@ -77,7 +77,8 @@ class Engine(ABC):
     Scribble hard constraints are applied by the caller, not here.
     """
 
-    #: short name used in settings and the CLI, e.g. "grabcut", "sam"
+    #: the name of the engine's row in ``ml_backend.engine_registry`` (used in settings and the CLI);
+    #: subclasses read it from there rather than spelling it
     name: str = ""
     #: the refinement "auto" stands for with this engine
     default_refine: str = "maskrefine"

@@ -20,13 +20,11 @@ from contextlib import asynccontextmanager
 
 from PIL import Image
 
+from ..engine_registry import DEFAULT_BYTES_PER_PIXEL, engine_spec
 from ..errors import Overloaded
 from ..settings import Settings
 
-BYTES_PER_PIXEL = 40
-# Engines that work on the full-resolution image need more: plain GrabCut peaked at
-# about 210 bytes a pixel at 4096x4096 (two at once took a worker to 7.2 GB).
-ENGINE_BYTES_PER_PIXEL = {"grabcut": 220}
+BYTES_PER_PIXEL = DEFAULT_BYTES_PER_PIXEL
 # decode_image refuses larger sides before decoding them.
 MAX_SIDE = 4096
 POLL_SECONDS = 0.02
@@ -53,7 +51,8 @@ class MemoryBudget:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "MemoryBudget":
-        bytes_per_pixel = ENGINE_BYTES_PER_PIXEL.get(settings.ENGINE, BYTES_PER_PIXEL)
+        # Engines that work on the full-resolution image say in the registry that they need more.
+        bytes_per_pixel = engine_spec(settings.ENGINE).bytes_per_pixel
         return cls(settings.MEMORY_BUDGET_MB * MEGABYTE, settings.MEMORY_WAIT_SECONDS, bytes_per_pixel)
 
     def estimate(self, data: bytes) -> int:

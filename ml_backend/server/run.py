@@ -8,7 +8,7 @@ import tempfile
 
 import uvicorn
 
-from ..engines_factory import require_engine_packages
+from ..engine_registry import require_engine_packages
 from ..settings import get_settings
 
 

@@ -7,13 +7,10 @@ from dataclasses import dataclass, field
 
 from ..core.cache import EmbeddingCache, MemoryEmbeddingCache
 from ..core.segmenter import Segmenter
-from ..engines_factory import create_engine
+from ..engine_registry import TORCH_ENGINES, create_engine
 from ..settings import Settings
 from .metrics import CountingCache
 from .round_store import FileRoundStore, RedisRoundStore, RoundStore
-
-
-TORCH_ENGINES = frozenset({"sam", "mobile_sam", "litemedsam"})
 
 
 @dataclass

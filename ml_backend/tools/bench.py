@@ -138,7 +138,7 @@ def time_decoders(engine: Engine, embedding: Embedding, prompts: Prompts, repeat
 
 def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[tuple[Engine, bool]]:
     """(engine, trained) for each engine to time; untrained ones stand in for missing weights."""
-    from ..engines_factory import create_engine, engine_catalog
+    from ..engine_registry import create_engine, engine_catalog
 
     if names is None:
         names = [info.name for info in engine_catalog() if info.available]
@@ -157,8 +157,9 @@ def engines_for_bench(names: list[str] | None, random_weights: bool) -> list[tup
 
 def _untrained(name: str) -> Engine:
     """Same architecture, random weights: the timing is the model's, the masks mean nothing."""
-    from ..core.engines.sam_family import MobileSamEngine, SamEngine, build_mobile_sam
-    from ..engines_factory import torch_device
+    from ..core.engines.sam_family import MobileSamEngine, SamEngine
+    from ..core.engines.sam_models import build_mobile_sam
+    from ..engine_registry import torch_device
     from ..settings import get_settings
 
     settings = get_settings()

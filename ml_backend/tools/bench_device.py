@@ -27,14 +27,9 @@ import torch
 
 from .bench import Timing, bench_scene, time_calls, time_decoders
 from ..core.engine import Embedding
-from ..core.engines.sam_family import (
-    LiteMedSamEngine,
-    MobileSamEngine,
-    SamEngine,
-    SamFamilyEngine,
-    build_mobile_sam,
-    load_litemedsam,
-)
+from ..core.engines.sam_checkpoints import load_litemedsam
+from ..core.engines.sam_family import LiteMedSamEngine, MobileSamEngine, SamEngine, SamFamilyEngine
+from ..core.engines.sam_models import build_mobile_sam
 from .evaluation.metrics import iou
 
 HEIGHT, WIDTH = 768, 1024

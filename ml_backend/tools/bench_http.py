@@ -74,7 +74,7 @@ def _rounds(server: soak.ServerProcess, scene: soak.Scene, image_path: str, roun
 def time_redis_fetch(engine_name: str, width: int, height: int, redis_url: str, repeats: int = 10) -> dict[str, float]:
     """How long a worker that did not compute an embedding waits to read it from Redis."""
     from ..core.cache import MemoryEmbeddingCache
-    from ..engines_factory import create_engine
+    from ..engine_registry import create_engine
     from ..server.redis_cache import RedisEmbeddingCache, connect_redis
 
     engine = create_engine(engine_name)

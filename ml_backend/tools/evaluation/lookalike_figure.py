@@ -17,7 +17,7 @@ import numpy as np
 
 from ...core.prompts import make_prompts
 from ...core.segmenter import Segmenter
-from ...engines_factory import create_engine
+from ...engine_registry import create_engine
 from . import metrics
 from .datasets import discover_samples, load_sample
 
