@@ -57,3 +57,27 @@ def test_the_import_scan_resolves_relative_imports():
 def test_few_modules_loose_at_the_package_root():
     loose = sorted(path.name for path in PACKAGE.glob("*.py"))
     assert len(loose) <= 8, loose
+
+
+MAX_MODULE_LINES = 450
+
+
+def _line_count(path: Path) -> int:
+    return len(path.read_text().splitlines())
+
+
+def test_no_module_is_over_450_lines():
+    # One concept a module keeps each one short enough to read whole; tools count too.
+    too_long = {
+        str(path.relative_to(PACKAGE.parent)): lines
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (lines := _line_count(path)) > MAX_MODULE_LINES
+    }
+    assert too_long == {}
+
+
+def test_the_line_count_counts_every_line(tmp_path):
+    # The check above must not pass only because it undercounts (a last line without newline, blank lines).
+    module = tmp_path / "module.py"
+    module.write_text("a = 1\n\n\nb = 2")
+    assert _line_count(module) == 4
