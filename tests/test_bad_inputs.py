@@ -31,7 +31,7 @@ from PIL import Image
 
 from ml_backend import cli
 from ml_backend.config import labeling_config
-from ml_backend.labelstudio.mapping import MAX_STROKE_REGIONS
+from ml_backend.labelstudio.regions import MAX_STROKE_REGIONS
 from ml_backend.labelstudio.rle import encode_mask
 from ml_backend.labelstudio.touches import MAX_PAINTED_ROWS
 from ml_backend.server.app import create_app

@@ -30,8 +30,9 @@ from ml_backend.config import labeling_config
 from ml_backend.errors import ClientError
 from ml_backend.io import fetch
 from ml_backend.labelstudio.config import parse_scribble_config
-from ml_backend.labelstudio.mapping import context_prompts, strokes_from_task
+from ml_backend.labelstudio.context import context_prompts
 from ml_backend.labelstudio.rle import HEADER_BITS, decode_rle, encode_mask
+from ml_backend.labelstudio.task_strokes import strokes_from_task
 from ml_backend.labelstudio.touches import rasterize_brush_value, rasterize_touches
 from ml_backend.server.app import create_app
 from ml_backend.settings import Settings

@@ -55,24 +55,47 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
 
 @dataclass(frozen=True)
 class ConnectedProject:
+    client: LabelStudioClient
     project_id: int
     task_id: int
     ml_backend: dict[str, Any]
+    truth: np.ndarray
 
 
-def connected_project(
-    client: LabelStudioClient, backend: BackendServer, image_path: Path, title: str
+@pytest.fixture
+def project(
+    label_studio: LabelStudioServer,
+    scribble_backend: BackendServer,  # noqa: F811  (fixture)
+    scene: tuple[Path, np.ndarray],
+    request: pytest.FixtureRequest,
 ) -> ConnectedProject:
-    """A project with the shipped config, one task and our backend connected (interactive)."""
-    project = client.create_project(title, LABEL_CONFIG)
-    assert client.import_image(project["id"], image_path)["task_count"] == 1
-    [task] = client.list_tasks(project["id"])
-    ml_backend = client.add_ml_backend(project["id"], backend.url, title="scribble-seg", is_interactive=True)
+    """A project per test with the shipped config, the scene as its one task and our backend connected (interactive)."""
+    client = label_studio.client
+    image_path, truth = scene
+    # Label Studio keeps project titles to 50 characters.
+    title = f"e2e {request.node.name.removeprefix('test_')}"[:50]
+    created = client.create_project(title, LABEL_CONFIG)
+    assert client.import_image(created["id"], image_path)["task_count"] == 1
+    [task] = client.list_tasks(created["id"])
+    ml_backend = client.add_ml_backend(created["id"], scribble_backend.url, title="scribble-seg", is_interactive=True)
     assert ml_backend["is_interactive"] is True and ml_backend["readable_state"] == "Connected", ml_backend
-    return ConnectedProject(project["id"], task["id"], ml_backend)
+    return ConnectedProject(client, created["id"], task["id"], ml_backend, truth)
 
 
 # --------------------------------------------------------------------------- regions
+
+
+def stroke_region(value: dict[str, Any]) -> dict[str, Any]:
+    """A brush region of the ``strokes`` control on the image's grid, holding ``value``."""
+    return {
+        "type": "brushlabels",
+        "from_name": "strokes",
+        "to_name": "image",
+        "original_width": WIDTH,
+        "original_height": HEIGHT,
+        "image_rotation": 0,
+        "value": value,
+    }
 
 
 def touch_stroke_region(label: str, points_px: list[tuple[float, float]], region_id: str) -> dict[str, Any]:
@@ -80,42 +103,22 @@ def touch_stroke_region(label: str, points_px: list[tuple[float, float]], region
     relative_points: list[float] = []
     for x, y in points_px:
         relative_points += [100.0 * x / WIDTH, 100.0 * y / HEIGHT]
-    return {
-        "id": region_id,
-        "type": "brushlabels",
-        "from_name": "strokes",
-        "to_name": "image",
-        "original_width": WIDTH,
-        "original_height": HEIGHT,
-        "image_rotation": 0,
-        "origin": "manual",
-        "value": {
-            "format": "rle",
-            "brushlabels": [label],
-            "touches": [{
-                "type": "add",
-                # Screen pixels of the annotator's zoom level: a backend must not use them.
-                "points": [round(value * 1.7) for point in points_px for value in point],
-                "relativePoints": relative_points,
-                "strokeWidth": STROKE_WIDTH_PX * 1.7,
-                "relativeStrokeWidth": 100.0 * STROKE_WIDTH_PX / WIDTH,
-                "eraserSize": 25,
-            }],
-        },
-    }  # fmt: skip
+    touch = {
+        "type": "add",
+        # Screen pixels of the annotator's zoom level: a backend must not use them.
+        "points": [round(value * 1.7) for point in points_px for value in point],
+        "relativePoints": relative_points,
+        "strokeWidth": STROKE_WIDTH_PX * 1.7,
+        "relativeStrokeWidth": 100.0 * STROKE_WIDTH_PX / WIDTH,
+        "eraserSize": 25,
+    }
+    value = {"format": "rle", "brushlabels": [label], "touches": [touch]}
+    return {"id": region_id, "origin": "manual", **stroke_region(value)}
 
 
 def rle_stroke_region(label: str, points_px: list[tuple[float, float]]) -> dict[str, Any]:
     """A brush region as a submitted annotation stores it: full RLE."""
-    return {
-        "type": "brushlabels",
-        "from_name": "strokes",
-        "to_name": "image",
-        "original_width": WIDTH,
-        "original_height": HEIGHT,
-        "image_rotation": 0,
-        "value": {"format": "rle", "rle": encode_mask(stroke_mask(points_px)), "brushlabels": [label]},
-    }
+    return stroke_region({"format": "rle", "rle": encode_mask(stroke_mask(points_px)), "brushlabels": [label]})
 
 
 def stroke_mask(points_px: list[tuple[float, float]]) -> np.ndarray:
@@ -156,15 +159,8 @@ def decoded_mask_region(region: dict[str, Any]) -> np.ndarray:
 # --------------------------------------------------------------------------- tests
 
 
-def test_smart_click_after_autosaved_strokes_returns_the_object(
-    label_studio: LabelStudioServer,
-    scribble_backend: BackendServer,  # noqa: F811  (fixture)
-    scene: tuple[Path, np.ndarray],
-) -> None:
-    client = label_studio.client
-    image_path, truth = scene
-    connected = connected_project(client, scribble_backend, image_path, "e2e interactive")
-    task_id, ml_backend = connected.task_id, connected.ml_backend
+def test_smart_click_after_autosaved_strokes_returns_the_object(project: ConnectedProject) -> None:
+    client, task_id, ml_backend, truth = project.client, project.task_id, project.ml_backend, project.truth
     # The draft the labeling UI saves after the click: the strokes and the clicked keypoint.
     client.create_draft(task_id, [
         touch_stroke_region("Object", OBJECT_STROKE, "positive01"),
@@ -196,21 +192,14 @@ def test_smart_click_after_autosaved_strokes_returns_the_object(
     )
 
 
-def test_retrieve_predictions_stores_the_mask_of_a_submitted_annotation(
-    label_studio: LabelStudioServer,
-    scribble_backend: BackendServer,  # noqa: F811  (fixture)
-    scene: tuple[Path, np.ndarray],
-) -> None:
-    client = label_studio.client
-    image_path, truth = scene
-    connected = connected_project(client, scribble_backend, image_path, "e2e batch")
-    task_id, ml_backend = connected.task_id, connected.ml_backend
+def test_retrieve_predictions_stores_the_mask_of_a_submitted_annotation(project: ConnectedProject) -> None:
+    client, task_id, ml_backend, truth = project.client, project.task_id, project.ml_backend, project.truth
     annotation = client.create_annotation(
         task_id, [rle_stroke_region("Object", OBJECT_STROKE), rle_stroke_region("Background", BACKGROUND_STROKE)]
     )
     assert len(annotation["result"]) == 2
 
-    retrieved = client.retrieve_predictions(connected.project_id, [task_id])
+    retrieved = client.retrieve_predictions(project.project_id, [task_id])
 
     assert retrieved["processed_items"] == 1
     [prediction] = client.list_predictions(task_id)

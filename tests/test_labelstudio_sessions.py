@@ -244,6 +244,46 @@ def background_frame(width: int, height: int, margin: int = 14) -> list[list[tup
     ]
 
 
+# One Object stroke across both apart discs, from disc A's left part to disc B's right part.
+STROKE_OVER_BOTH = [(90.0, 150.0), (310.0, 150.0)]
+
+
+@dataclass
+class DiscTask:
+    """A new task showing two discs, open in the labeling UI."""
+
+    image: np.ndarray
+    disc_a: np.ndarray
+    disc_b: np.ndarray
+    project_id: int
+    task_id: int
+    ui: LabelingPage
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the image."""
+        return self.disc_a.shape
+
+
+def open_disc_task(session: AnnotatorSession, tmp_path: Path, title: str, touching: bool = False) -> DiscTask:
+    image, disc_a, disc_b = two_disc_scene(touching=touching)
+    height, width = disc_a.shape
+    project_id, task_id = session.new_task(title, save_image(image, tmp_path / "discs.png"))
+    return DiscTask(image, disc_a, disc_b, project_id, task_id, session.open(project_id, task_id, width, height))
+
+
+def stroke_over_both_discs(session: AnnotatorSession, tmp_path: Path, title: str) -> DiscTask:
+    """Opens a new task of two apart discs, paints one stroke over both and clicks on A: the mask covers both."""
+    task = open_disc_task(session, tmp_path, title)
+    height, width = task.size
+    task.ui.choose_stroke_label(STROKE_OBJECT_KEY)
+    task.ui.paint(STROKE_OVER_BOTH)
+    task.ui.choose_smart_keypoint()
+    both = suggested_mask(task.ui.click_for_mask(110, 175), width, height)
+    assert iou(both, task.disc_a | task.disc_b) >= 0.8, debug(session, task.ui)
+    return task
+
+
 # --------------------------------------------------------------------------- tests
 
 
@@ -263,10 +303,9 @@ def test_the_backend_is_connected_in_the_model_settings(session: AnnotatorSessio
 
 def test_two_discs_clicks_at_once_each_stroke_counts(session: AnnotatorSession, tmp_path: Path) -> None:
     """The issue's session: a stroke on disc A, Alt+click on the background at once; the same for disc B."""
-    image, disc_a, disc_b = two_disc_scene(touching=False)
-    height, width = disc_a.shape
-    project_id, task_id = session.new_task("two discs", save_image(image, tmp_path / "discs.png"))
-    ui = session.open(project_id, task_id, width, height)
+    task = open_disc_task(session, tmp_path, "two discs")
+    ui, disc_a, disc_b = task.ui, task.disc_a, task.disc_b
+    height, width = task.size
 
     ui.choose_stroke_label(STROKE_OBJECT_KEY)
     ui.paint([(85, 150), (110, 148), (135, 152)])
@@ -365,10 +404,9 @@ def test_photograph_stroke_leak_negative_stroke_accept_submit(session: Annotator
 
 
 def test_two_touching_discs_of_one_class_each_their_own_region(session: AnnotatorSession, tmp_path: Path) -> None:
-    image, disc_a, disc_b = two_disc_scene(touching=True)
-    height, width = disc_a.shape
-    project_id, task_id = session.new_task("touching discs", save_image(image, tmp_path / "touching.png"))
-    ui = session.open(project_id, task_id, width, height)
+    task = open_disc_task(session, tmp_path, "touching discs", touching=True)
+    ui, disc_a, disc_b, task_id = task.ui, task.disc_a, task.disc_b, task.task_id
+    height, width = task.size
 
     ui.choose_stroke_label(STROKE_BACKGROUND_KEY)
     for stroke in background_frame(width, height):
@@ -408,17 +446,10 @@ def test_two_touching_discs_of_one_class_each_their_own_region(session: Annotato
 
 def test_reject_then_repaint_and_erase(session: AnnotatorSession, tmp_path: Path) -> None:
     """Reject: nothing of the rejected mask survives the repaint. Eraser: the erased stroke's effect goes."""
-    image, disc_a, disc_b = two_disc_scene(touching=False)
-    height, width = disc_a.shape
-    project_id, task_id = session.new_task("reject and erase", save_image(image, tmp_path / "discs.png"))
-    ui = session.open(project_id, task_id, width, height)
-
     # A stroke over both discs: the mask covers both; rejected.
-    ui.choose_stroke_label(STROKE_OBJECT_KEY)
-    ui.paint([(90, 150), (310, 150)])
-    ui.choose_smart_keypoint()
-    both = suggested_mask(ui.click_for_mask(110, 175), width, height)
-    assert iou(both, disc_a | disc_b) >= 0.8
+    task = stroke_over_both_discs(session, tmp_path, "reject and erase")
+    ui, disc_a, disc_b = task.ui, task.disc_a, task.disc_b
+    height, width = task.size
     ui.wait_for_suggestion_shown()
     ui.reject()
 
@@ -437,15 +468,10 @@ def test_reject_then_repaint_and_erase(session: AnnotatorSession, tmp_path: Path
 
 def test_a_changed_image_gets_its_own_mask(session: AnnotatorSession, tmp_path: Path) -> None:
     """The task's image replaced (same task id, same strokes): the mask is the new image's, never the old one's."""
-    image, disc_a, disc_b = two_disc_scene(touching=False)
-    height, width = disc_a.shape
-    project_id, task_id = session.new_task("changed image", save_image(image, tmp_path / "discs.png"))
-    ui = session.open(project_id, task_id, width, height)
-    ui.choose_stroke_label(STROKE_OBJECT_KEY)
-    ui.paint([(90, 150), (310, 150)])
-    ui.choose_smart_keypoint()
-    both = suggested_mask(ui.click_for_mask(110, 175), width, height)
-    assert iou(both, disc_a | disc_b) >= 0.8
+    task = stroke_over_both_discs(session, tmp_path, "changed image")
+    image, disc_a, disc_b, project_id, task_id = task.image, task.disc_a, task.disc_b, task.project_id, task.task_id
+    height, width = task.size
+    ui = task.ui
 
     # The same task now shows an image with disc A only (B painted over with the background).
     only_a = image.copy()
@@ -459,14 +485,14 @@ def test_a_changed_image_gets_its_own_mask(session: AnnotatorSession, tmp_path: 
 
     ui = session.open(project_id, task_id, width, height)
     ui.choose_stroke_label(STROKE_OBJECT_KEY)
-    ui.paint([(90, 150), (310, 150)])
+    ui.paint(STROKE_OVER_BOTH)
     ui.choose_smart_keypoint()
     # Off the first click: the reopened task shows the draft, first keypoint included,
     # and a click on a region selects it instead of asking for a mask.
     changed = suggested_mask(ui.click_for_mask(95, 185), width, height)
     # The stroke still crosses where B was, so the mask is disc A plus that stroke's line;
     # nothing else of the old image's mask (disc B) remains.
-    stroke_band = line([(90, 150), (310, 150)], disc_a.shape, 15)
+    stroke_band = line(STROKE_OVER_BOTH, disc_a.shape, 15)
     assert iou(changed & ~stroke_band, disc_a & ~stroke_band) >= 0.9, (
         "the mask does not follow the changed image" + debug(session, ui)
     )

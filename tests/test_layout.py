@@ -145,3 +145,27 @@ def test_the_memory_budget_reads_each_engines_bytes_per_pixel_from_the_registry(
     assert ENGINES["grabcut"].bytes_per_pixel > DEFAULT_BYTES_PER_PIXEL  # full-resolution GrabCut
     for name, spec in ENGINES.items():
         assert MemoryBudget.from_settings(Settings(ENGINE=name)).bytes_per_pixel == spec.bytes_per_pixel
+
+
+MAX_MODULE_LINES = 450
+
+
+def _line_count(path: Path) -> int:
+    return len(path.read_text().splitlines())
+
+
+def test_no_module_is_over_450_lines():
+    # One concept a module keeps each one short enough to read whole; tools count too.
+    too_long = {
+        str(path.relative_to(PACKAGE.parent)): lines
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (lines := _line_count(path)) > MAX_MODULE_LINES
+    }
+    assert too_long == {}
+
+
+def test_the_line_count_counts_every_line(tmp_path):
+    # The check above must not pass only because it undercounts (a last line without newline, blank lines).
+    module = tmp_path / "module.py"
+    module.write_text("a = 1\n\n\nb = 2")
+    assert _line_count(module) == 4

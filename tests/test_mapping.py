@@ -16,16 +16,11 @@ from label_studio_sdk.converter import brush
 
 from ml_backend.errors import ClientError
 from ml_backend.labelstudio.config import parse_scribble_config
-from ml_backend.labelstudio.mapping import (
-    ContextPrompts,
-    brush_result,
-    class_scribbles,
-    context_prompts,
-    merge_strokes,
-    strokes_from_results,
-    strokes_from_task,
-)
+from ml_backend.labelstudio.context import ContextPrompts, context_prompts
+from ml_backend.labelstudio.mapping import brush_result, class_scribbles
+from ml_backend.labelstudio.regions import merge_strokes, strokes_from_results
 from ml_backend.labelstudio.rle import decode_rle, encode_mask
+from ml_backend.labelstudio.task_strokes import strokes_from_task
 from ml_backend.labelstudio.touches import rasterize_brush_value
 
 FIXTURES = Path(__file__).parent / "fixtures"

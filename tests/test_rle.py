@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from label_studio_sdk.converter import brush
 
 from ml_backend.errors import ClientError
-from ml_backend.labelstudio import rle
+from ml_backend.labelstudio import rle, rle_decode, rle_encode
 from ml_backend.tools.bench_rle import benchmark_rle
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -20,17 +20,17 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 @contextlib.contextmanager
 def decoder_path(path: str):
     """Forces one decoder/encoder path: "scalar", "vector", or "vector" with tiny chunks."""
-    saved = (rle._SCALAR_BYTES, rle._SCALAR_RUNS, rle._CHUNK_BITS)
+    saved = (rle_decode._SCALAR_BYTES, rle_encode._SCALAR_RUNS, rle_decode._CHUNK_BITS)
     if path == "scalar":
-        rle._SCALAR_BYTES, rle._SCALAR_RUNS = 1 << 40, 1 << 40
+        rle_decode._SCALAR_BYTES, rle_encode._SCALAR_RUNS = 1 << 40, 1 << 40
     elif path == "vector":
-        rle._SCALAR_BYTES, rle._SCALAR_RUNS = 0, 0
+        rle_decode._SCALAR_BYTES, rle_encode._SCALAR_RUNS = 0, 0
     elif path == "chunked":
-        rle._SCALAR_BYTES, rle._SCALAR_RUNS, rle._CHUNK_BITS = 0, 0, 97
+        rle_decode._SCALAR_BYTES, rle_encode._SCALAR_RUNS, rle_decode._CHUNK_BITS = 0, 0, 97
     try:
         yield
     finally:
-        rle._SCALAR_BYTES, rle._SCALAR_RUNS, rle._CHUNK_BITS = saved
+        rle_decode._SCALAR_BYTES, rle_encode._SCALAR_RUNS, rle_decode._CHUNK_BITS = saved
 
 
 PATHS = ["default", "scalar", "vector", "chunked"]

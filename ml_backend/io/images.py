@@ -7,7 +7,9 @@ Every refusal is a ``ClientError`` naming the field and the limit it broke.
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -140,12 +142,7 @@ def _open_checked(data: bytes, field: str, max_bytes: int) -> Image.Image:
     if not data:
         raise ClientError("InvalidImage.Content", f"{field}: the file is empty", field=field)
     if len(data) > max_bytes:
-        raise ClientError(
-            "InvalidFile.Size",
-            f"{field}: the file is {len(data) / MEGABYTE:.1f} MB; at most {max_bytes / MEGABYTE:g} MB is allowed",
-            field=field,
-            status=413,
-        )
+        raise file_too_large(field, max_bytes, len(data))
     image_format = image_format_of(data)
     if image_format is None:
         raise ClientError(
@@ -154,14 +151,8 @@ def _open_checked(data: bytes, field: str, max_bytes: int) -> Image.Image:
             field=field,
             status=415,
         )
-    try:
+    with _refusing_bad_content(field, "header claims", f"the {image_format} header cannot be read"):
         image = _PLUGIN_BY_FORMAT[image_format](io.BytesIO(data))
-    except Image.DecompressionBombError:
-        raise _resolution_error(field, "the header claims far more pixels than allowed") from None
-    except Exception as error:
-        raise ClientError(
-            "InvalidImage.Content", f"{field}: the {image_format} header cannot be read ({error})", field=field
-        ) from None
     width, height = image.size
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         image.close()
@@ -177,6 +168,27 @@ def _resolution_error(field: str, what: str) -> ClientError:
     )
 
 
+@contextlib.contextmanager
+def _refusing_bad_content(field: str, claimant: str, unreadable: str) -> Iterator[None]:
+    """Turns Pillow's failures inside the block into the client's error: too many pixels, or unreadable."""
+    try:
+        yield
+    except Image.DecompressionBombError:
+        raise _resolution_error(field, f"the {claimant} far more pixels than allowed") from None
+    except Exception as error:
+        raise ClientError("InvalidImage.Content", f"{field}: {unreadable} ({error})", field=field) from None
+
+
+def file_too_large(field: str, max_bytes: int, size: int) -> ClientError:
+    """413 for an input of ``size`` bytes over its limit of ``max_bytes``."""
+    return ClientError(
+        "InvalidFile.Size",
+        f"{field}: the file is {size / MEGABYTE:.1f} MB; at most {max_bytes / MEGABYTE:g} MB is allowed",
+        field=field,
+        status=413,
+    )
+
+
 def _upright_size(image: Image.Image, field: str) -> tuple[int, int]:
     """Width and height after EXIF orientation (PNG may decode pixels to find its EXIF)."""
     width, height = image.size
@@ -188,15 +200,9 @@ def _upright_size(image: Image.Image, field: str) -> tuple[int, int]:
 
 
 def _load_pixels(image: Image.Image, field: str) -> None:
-    try:
+    with _refusing_bad_content(field, "file claims", "the file is truncated or corrupt"):
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
-    except Image.DecompressionBombError:
-        raise _resolution_error(field, "the file claims far more pixels than allowed") from None
-    except Exception as error:
-        raise ClientError(
-            "InvalidImage.Content", f"{field}: the file is truncated or corrupt ({error})", field=field
-        ) from None
 
 
 def _pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:

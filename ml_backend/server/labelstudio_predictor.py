@@ -24,7 +24,9 @@ from ..core.prompts import PromptError, make_prompts
 from ..errors import ClientError, invalid_parameter
 from ..labelstudio.config import ScribbleConfig, parse_scribble_config
 from ..labelstudio.instances import Stroke, plan_instance
-from ..labelstudio.mapping import brush_result, class_scribbles, context_prompts, strokes_from_task, task_state
+from ..labelstudio.context import context_prompts
+from ..labelstudio.mapping import brush_result, class_scribbles
+from ..labelstudio.task_strokes import strokes_from_task, task_state
 from ..labelstudio.touches import painting_budget
 from .labelstudio_drafts import TaskDraftsReader, clicked_region_id, draft_holding, wait_for_draft
 from .labelstudio_origin import Connection

@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import ClientError
-from ..io.images import IMAGE_MAX_BYTES
+from ..io.images import IMAGE_MAX_BYTES, file_too_large
 from ..settings import Settings
 from .acs_protocol import ACTION_HEADER
 from .result_store import ResultStore
@@ -214,10 +214,5 @@ def read_upload(store: ResultStore, name: str, field: str, max_bytes: int) -> by
             field=field,
         )
     if len(content) > max_bytes:
-        raise ClientError(
-            "InvalidFile.Size",
-            f"{field}: the file is larger than the {max_bytes / (1024 * 1024):g} MB allowed",
-            field=field,
-            status=413,
-        )
+        raise file_too_large(field, max_bytes, len(content))
     return content
