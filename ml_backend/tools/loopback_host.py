@@ -194,9 +194,10 @@ class LoopbackHost:
 
     def stop(self) -> None:
         self.released.set()
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serving loop that never started
+            self._server.shutdown()
+            self._thread.join(5)
         self._server.server_close()
-        self._thread.join(5)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -26,9 +26,6 @@ def soak_server(workers: int, images_port: int, token: str, extra_env: dict[str,
         yield server
 
 
-# --------------------------------------------------------------------------- command line
-
-
 def _image_size(text: str) -> tuple[int, int]:
     width, _, height = text.lower().partition("x")
     if not (width.isdigit() and height.isdigit()):
