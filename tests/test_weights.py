@@ -35,7 +35,7 @@ class FileServer:
 
     @property
     def requests(self) -> list[dict[str, str | None]]:
-        return [{"path": request.path, "range": request.headers.get("Range")} for request in self.host.requests]
+        return [{"path": request.path, "range": request.header("Range")} for request in self.host.requests]
 
     def _serve(self, exchange: Exchange) -> None:
         start = 0

@@ -32,13 +32,17 @@ class SeenRequest:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
 
+    def header(self, name: str) -> str | None:
+        """The header ``name``, whatever case the client wrote it in."""
+        return next((value for key, value in self.headers.items() if key.lower() == name.lower()), None)
+
     @property
     def authorization(self) -> str | None:
-        return self.headers.get("Authorization")
+        return self.header("Authorization")
 
     @property
     def host(self) -> str | None:
-        return self.headers.get("Host")
+        return self.header("Host")
 
 
 class Exchange(http.server.BaseHTTPRequestHandler):
