@@ -8,11 +8,9 @@ The SDK is a test dependency (pyproject's ``test`` extra, installed by ``make te
 
 from __future__ import annotations
 
-import http.server
 import io
 import itertools
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from PIL import Image
 
 from ml_backend.tools.evaluation.datasets import split_scribbles
 from ml_backend.tools.evaluation.metrics import iou
+from ml_backend.tools.loopback_host import LoopbackHost
 from tests.support.backend_server import BackendServer
 
 DATASETS = Path(os.environ.get("SCRIBBLE_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -85,30 +84,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
         paths[name] = folder / name
         paths[name].write_bytes(content)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            content = contents.get(self.path.lstrip("/"))
-            if content is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    urls = {name: f"http://127.0.0.1:{server.server_address[1]}/{name}" for name in contents}
-    try:
+    with LoopbackHost() as host:
+        urls = {name: host.add(name, content) for name, content in contents.items()}
         yield Files(truth, paths, urls)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +119,16 @@ def sdk_client(backend: StandaloneBackend, signature_algorithm: str | None = Non
     return client
 
 
+def url_request(files: Files, **options: str) -> aigen_models.InteractiveScribbleSegmentationRequest:
+    """The image and the strokes by URL, with ``options`` (return_form=..., mask_image_url=...)."""
+    return aigen_models.InteractiveScribbleSegmentationRequest(
+        image_url=files.urls["image.png"],
+        pos_scribble_image_url=files.urls["positive.png"],
+        neg_scribble_image_url=files.urls["negative.png"],
+        **options,
+    )
+
+
 def result_of(response: aigen_models.InteractiveScribbleSegmentationResponse) -> Image.Image:
     answer = httpx.get(response.body.data.result_url, timeout=30)
     assert answer.status_code == 200, answer.text
@@ -165,12 +153,7 @@ def test_the_quirk_the_readme_works_around_is_still_there(backend: StandaloneBac
 
 
 def test_the_default_client_v3_segments_with_urls(backend: StandaloneBackend, files: Files) -> None:
-    request = aigen_models.InteractiveScribbleSegmentationRequest(
-        image_url=files.urls["image.png"],
-        pos_scribble_image_url=files.urls["positive.png"],
-        neg_scribble_image_url=files.urls["negative.png"],
-        return_form="only_alpha",
-    )
+    request = url_request(files, return_form="only_alpha")
     response = sdk_client(backend).interactive_scribble_segmentation(request)
     assert response.status_code == 200
     assert response.body.request_id
@@ -184,10 +167,8 @@ def test_every_documented_parameter_combination(backend: StandaloneBackend, file
     for return_form, return_format, feathering, postprocess in itertools.product(
         ("rgb_alpha", "only_alpha", "white_background"), ("PNG", "JPG"), ("true", "false"), ("maskrefine", "edgerefine")
     ):
-        request = aigen_models.InteractiveScribbleSegmentationRequest(
-            image_url=files.urls["image.png"],
-            pos_scribble_image_url=files.urls["positive.png"],
-            neg_scribble_image_url=files.urls["negative.png"],
+        request = url_request(
+            files,
             return_form=return_form,
             return_format=return_format,
             edge_feathering=feathering,
@@ -204,12 +185,7 @@ def test_every_documented_parameter_combination(backend: StandaloneBackend, file
 
 
 def test_the_v2_signature_works_too(backend: StandaloneBackend, files: Files) -> None:
-    request = aigen_models.InteractiveScribbleSegmentationRequest(
-        image_url=files.urls["image.png"],
-        pos_scribble_image_url=files.urls["positive.png"],
-        neg_scribble_image_url=files.urls["negative.png"],
-        return_form="only_alpha",
-    )
+    request = url_request(files, return_form="only_alpha")
     response = sdk_client(backend, signature_algorithm="v2").interactive_scribble_segmentation(request)
     assert iou(object_of(result_of(response), "only_alpha"), files.truth) >= 0.85
 
@@ -239,13 +215,7 @@ def test_an_empty_current_mask_is_no_mask(backend: StandaloneBackend, files: Fil
     client = sdk_client(backend)
     masks = []
     for mask_url in (None, files.urls["empty-mask.png"]):
-        request = aigen_models.InteractiveScribbleSegmentationRequest(
-            image_url=files.urls["image.png"],
-            pos_scribble_image_url=files.urls["positive.png"],
-            neg_scribble_image_url=files.urls["negative.png"],
-            mask_image_url=mask_url,
-            return_form="only_alpha",
-        )
+        request = url_request(files, mask_image_url=mask_url, return_form="only_alpha")
         masks.append(np.asarray(result_of(client.interactive_scribble_segmentation(request))))
     assert np.array_equal(masks[0], masks[1])
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import base64
 import copy
-import http.server
 import io
 import json
 import logging
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -36,6 +34,7 @@ from ml_backend.labelstudio.rle import encode_mask
 from ml_backend.labelstudio.touches import MAX_PAINTED_ROWS
 from ml_backend.server.app import create_app
 from ml_backend.settings import Settings
+from ml_backend.tools.fake_label_studio import FakeLabelStudio
 from tests.synthetic import disc_scene, scribbles_for
 
 HOST = "127.0.0.2"
@@ -127,26 +126,10 @@ IMAGE_CASES = [
 
 @pytest.fixture(scope="module")
 def label_studio(hostile_files: dict[str, bytes]) -> Iterator[str]:
-    files = {f"/data/upload/1/{name}.png": content for name, content in hostile_files.items()}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
-            body = files.get(self.path)
-            status = 401 if self.headers.get("Authorization") != f"Token {TOKEN}" else 404 if body is None else 200
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body) if status == 200 and body else 0))
-            self.end_headers()
-            if status == 200 and body:
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://{HOST}:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with FakeLabelStudio(TOKEN, address=HOST) as label_studio:
+        for name, content in hostile_files.items():
+            label_studio.upload(f"1/{name}.png", content)
+        yield label_studio.origin
 
 
 def make_client(tmp_path: Path, label_studio: str, **overrides: Any) -> TestClient:

@@ -25,8 +25,9 @@ from PIL import Image
 from ml_backend.server import scribble_api
 from ml_backend.server.result_store import build_result_store
 from ml_backend.settings import CONFIG_DIR, Settings
+from ml_backend.tools.fake_label_studio import FakeLabelStudio
+from ml_backend.tools.loopback_host import LoopbackHost, trickle
 from tests.support.app_client import isolated_client
-from tests.support.recording_host import RecordingHost
 from tests.synthetic import disc_scene, scribbles_for
 
 ACTION = "InteractiveScribbleSegmentation"
@@ -59,9 +60,9 @@ def upload_files(height: int, width: int) -> dict[str, tuple[str, bytes, str]]:
 
 
 @pytest.fixture
-def label_studio() -> Iterator[RecordingHost]:
+def label_studio() -> Iterator[FakeLabelStudio]:
     image, _truth = disc_scene(96, 128, seed=4)
-    with RecordingHost("127.0.0.2", token=TOKEN) as host:
+    with FakeLabelStudio(TOKEN, address="127.0.0.2") as host:
         host.files["/data/upload/1/scene.png"] = png(image)
         yield host
 
@@ -82,7 +83,7 @@ def predict_body_with_touches(touch_json: str, count: int) -> bytes:
     ).encode()
 
 
-def test_touch_count_is_bounded_per_request(tmp_path: Path, label_studio: RecordingHost) -> None:
+def test_touch_count_is_bounded_per_request(tmp_path: Path, label_studio: FakeLabelStudio) -> None:
     client = make_client(tmp_path, LABEL_STUDIO_URL=label_studio.origin, LABEL_STUDIO_API_KEY=TOKEN)
     touch = '{"type": "add", "relativePoints": [40.0, 50.0, 40.1, 50.0], "relativeStrokeWidth": 2}'
     headers = {"Content-Type": "application/json"}
@@ -106,7 +107,8 @@ def test_touch_count_is_bounded_per_request(tmp_path: Path, label_studio: Record
 
 def test_fetches_beyond_their_slots_get_503_and_uploads_still_run(tmp_path: Path) -> None:
     client = make_client(tmp_path, FETCH_CONCURRENCY=2, FETCH_DEADLINE_SECONDS=4)
-    with RecordingHost(HOST) as slow:
+    with LoopbackHost(HOST) as slow:
+        slow.routes["/trickle"] = trickle()
         answers: list[Any] = []
 
         def trickling_request() -> None:
@@ -213,7 +215,8 @@ def test_result_folder_keeps_to_its_quota_evicting_the_oldest_of_every_kind(tmp_
 def test_label_studio_task_images_count_against_the_fetch_slots(tmp_path: Path) -> None:
     # A Label Studio (or a host a /setup named) that trickles its uploads holds at most
     # FETCH_CONCURRENCY fetches; the next /predict gets 503 at once, not a thread.
-    with RecordingHost("127.0.0.2", token=TOKEN, trickle_prefix="/") as slow:
+    with LoopbackHost("127.0.0.2", token=TOKEN) as slow:
+        slow.routes["/"] = trickle()
         client = make_client(tmp_path, LABEL_STUDIO_URL=slow.origin, LABEL_STUDIO_API_KEY=TOKEN,
                              FETCH_CONCURRENCY=1, FETCH_DEADLINE_SECONDS=3)
         body = predict_body_with_touches(

@@ -8,14 +8,11 @@ see a connection attempt, and no test sends traffic off this machine.
 
 from __future__ import annotations
 
-import http.server
 import io
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +22,7 @@ from PIL import Image
 from ml_backend.errors import ClientError
 from ml_backend.io import fetch
 from ml_backend.io.fetch import OriginRule, fetch_url, parse_allowed_hosts
+from ml_backend.tools.loopback_host import Exchange, LoopbackHost, trickle
 
 SERVER_ADDRESS = "127.0.0.2"
 ALLOWED = ("127.0.0.2",)
@@ -60,108 +58,68 @@ def png_bytes() -> bytes:
 IMAGE = png_bytes()
 
 
-@dataclass
-class Seen:
-    """What the test server received: (path, Host header, Authorization header)."""
-
-    requests: list[tuple[str, str | None, str | None]] = dataclass_field(default_factory=list)
-    release: threading.Event = dataclass_field(default_factory=threading.Event)
+def _redirect_to_query(exchange: Exchange) -> None:
+    exchange.redirect(exchange.query)
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    server: LocalServer
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        seen = self.server.seen
-        seen.requests.append((self.path, self.headers.get("Host"), self.headers.get("Authorization")))
-        path, _, query = self.path.partition("?")
-        if path in ("/image.png", "/data/upload/1/image.png"):
-            self.reply(200, IMAGE)
-        elif path == "/missing":
-            self.reply(404, b"not here")
-        elif path == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", query)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        elif path.startswith("/chain/"):
-            remaining = int(path.rsplit("/", 1)[1])
-            self.send_response(302)
-            self.send_header("Location", f"/chain/{remaining - 1}" if remaining > 0 else "/image.png")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        elif path == "/endless":
-            # No Content-Length: the body ends when the connection closes, so only
-            # counting while streaming can stop it.
-            self.send_response(200)
-            self.end_headers()
-            try:
-                for _ in range(1000):
-                    self.wfile.write(b"\0" * 10_000)
-            except OSError:
-                pass  # the client hung up once it had enough: expected
-        elif path == "/declares-huge":
-            self.send_response(200)
-            self.send_header("Content-Length", str(10**9))
-            self.end_headers()
-            self.wfile.write(b"\0" * 100)
-        elif path == "/sleeps":
-            seen.release.wait(10)
-            self.reply(200, IMAGE)
-        elif path == "/trickles":
-            self.send_response(200)
-            self.send_header("Content-Length", str(MAX_BYTES))
-            self.end_headers()
-            try:
-                while not seen.release.wait(0.05):
-                    self.wfile.write(b"\0")
-                    self.wfile.flush()
-            except OSError:
-                pass
-        else:
-            self.reply(500, b"unknown test path")
-
-    def reply(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def _chain(exchange: Exchange) -> None:
+    remaining = int(exchange.route_path.rsplit("/", 1)[1])
+    exchange.redirect(f"/chain/{remaining - 1}" if remaining > 0 else "/image.png")
 
 
-class LocalServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+def _endless(exchange: Exchange) -> None:
+    # No Content-Length: the body ends when the connection closes, so only
+    # counting while streaming can stop it.
+    exchange.send_response(200)
+    exchange.end_headers()
+    try:
+        for _ in range(1000):
+            exchange.wfile.write(b"\0" * 10_000)
+    except OSError:
+        pass  # the client hung up once it had enough: expected
 
-    def __init__(self) -> None:
-        super().__init__((SERVER_ADDRESS, 0), Handler)
-        self.seen = Seen()
+
+def _declares_huge(exchange: Exchange) -> None:
+    exchange.send_response(200)
+    exchange.send_header("Content-Length", str(10**9))
+    exchange.end_headers()
+    exchange.wfile.write(b"\0" * 100)
+
+
+def _sleeps(exchange: Exchange) -> None:
+    exchange.host.released.wait(10)
+    exchange.reply(200, IMAGE)
+
+
+class LocalServer(LoopbackHost):
+    """The loopback host with this file's scripted paths; ``/missing`` and unknown paths answer 404."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(SERVER_ADDRESS, tls=tls)
+        self.add("/image.png", IMAGE)
+        self.add("/data/upload/1/image.png", IMAGE)
+        self.routes.update({
+            "/redirect": _redirect_to_query, "/chain/": _chain, "/endless": _endless,
+            "/declares-huge": _declares_huge, "/sleeps": _sleeps, "/trickles": trickle(MAX_BYTES, 0.05),
+        })  # fmt: skip
 
     @property
     def base(self) -> str:
-        return f"http://{SERVER_ADDRESS}:{self.server_port}"
+        return self.origin
 
+    @property
+    def server_port(self) -> int:
+        return self.port
 
-def serve(server: http.server.HTTPServer) -> Iterator[None]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    def seen(self) -> list[tuple[str, str | None, str | None]]:
+        """(path, Host header, Authorization header) of each request."""
+        return [(request.path, request.host, request.authorization) for request in self.requests]
 
 
 @pytest.fixture
 def server() -> Iterator[LocalServer]:
-    test_server = LocalServer()
-    serve_context = serve(test_server)
-    next(serve_context)
-    yield test_server
-    test_server.seen.release.set()
-    next(serve_context, None)
+    with LocalServer() as test_server:
+        yield test_server
 
 
 @pytest.fixture
@@ -219,7 +177,7 @@ def test_loopback_refused_without_allow_list(server: LocalServer, connections: l
     error = refusal(f"{server.base}/image.png", allowed_hosts=())
     assert (error.code, error.status, error.field) == ("InvalidImage.Url", 400, "ImageUrl")
     assert "loopback" in error.message and "ALLOWED_FETCH_HOSTS" in error.message
-    assert connections == [] and server.seen.requests == []
+    assert connections == [] and server.seen() == []
 
 
 def test_allowed_host_name_and_headers_sent(server: LocalServer, connections: list, fake_dns: dict) -> None:
@@ -227,7 +185,7 @@ def test_allowed_host_name_and_headers_sent(server: LocalServer, connections: li
     url = f"http://ls.internal:{server.server_port}/image.png"
     body = fetch_url(url, "ImageUrl", MAX_BYTES, allowed_hosts=["ls.internal"], headers={"Authorization": "Token k"})
     assert body == IMAGE
-    assert server.seen.requests == [("/image.png", f"ls.internal:{server.server_port}", "Token k")]
+    assert server.seen() == [("/image.png", f"ls.internal:{server.server_port}", "Token k")]
 
 
 def test_headers_not_forwarded_to_another_origin(server: LocalServer, connections: list, fake_dns: dict) -> None:
@@ -236,7 +194,7 @@ def test_headers_not_forwarded_to_another_origin(server: LocalServer, connection
     allowed = ["ls.internal", SERVER_ADDRESS]
     body = fetch_url(url, "ImageUrl", MAX_BYTES, allowed_hosts=allowed, headers={"Authorization": "Token k"})
     assert body == IMAGE
-    (_, first_host, first_auth), (_, second_host, second_auth) = server.seen.requests
+    (_, first_host, first_auth), (_, second_host, second_auth) = server.seen()
     assert first_auth == "Token k" and second_auth is None
     assert second_host == f"{SERVER_ADDRESS}:{server.server_port}"
 
@@ -373,10 +331,10 @@ def test_redirect_to_file_scheme_refused(server: LocalServer, connections: list)
 
 def test_three_redirects_followed_four_refused(server: LocalServer, connections: list) -> None:
     assert fetch_url(f"{server.base}/chain/2", "ImageUrl", MAX_BYTES, allowed_hosts=ALLOWED) == IMAGE
-    server.seen.requests.clear()
+    server.requests.clear()
     error = refusal(f"{server.base}/chain/3")
     assert error.code == "InvalidImage.Download" and "more than 3 redirects" in error.message
-    assert len(server.seen.requests) == 4  # the original request and three redirects, no more
+    assert len(server.requests) == 4  # the original request and three redirects, no more
 
 
 def test_dns_answer_with_any_forbidden_address_refused(server: LocalServer, connections: list, fake_dns: dict) -> None:
@@ -385,7 +343,7 @@ def test_dns_answer_with_any_forbidden_address_refused(server: LocalServer, conn
     assert error.code == "InvalidImage.Url" and "own networks" in error.message
     # What a name resolves to is not told (issue 19: a probe learned internal addresses).
     assert "127.0.0.1" not in error.message and SERVER_ADDRESS not in error.message
-    assert connections == [] and server.seen.requests == []
+    assert connections == [] and server.seen() == []
 
 
 def test_connection_pinned_to_the_checked_address(server: LocalServer, connections: list, fake_dns: dict) -> None:
@@ -394,7 +352,7 @@ def test_connection_pinned_to_the_checked_address(server: LocalServer, connectio
     url = f"http://rebind.test:{server.server_port}/image.png"
     assert fetch_url(url, "ImageUrl", MAX_BYTES, allowed_hosts=["rebind.test"]) == IMAGE
     assert connections == [(SERVER_ADDRESS, server.server_port)]
-    assert server.seen.requests == [("/image.png", f"rebind.test:{server.server_port}", None)]
+    assert server.seen() == [("/image.png", f"rebind.test:{server.server_port}", None)]
 
 
 @pytest.fixture
@@ -406,13 +364,8 @@ def tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loca
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate))  # trust the test certificate only
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certificate, key)
-    test_server = LocalServer()
-    test_server.socket = context.wrap_socket(test_server.socket, server_side=True)
-    serve_context = serve(test_server)
-    next(serve_context)
-    yield test_server
-    test_server.seen.release.set()
-    next(serve_context, None)
+    with LocalServer(tls=context) as test_server:
+        yield test_server
 
 
 def test_https_pinned_address_verified_against_the_url_name(
@@ -421,14 +374,14 @@ def test_https_pinned_address_verified_against_the_url_name(
     fake_dns["pinned.test"] = [[SERVER_ADDRESS]]
     url = f"https://pinned.test:{tls_server.server_port}/image.png"
     assert fetch_url(url, "ImageUrl", MAX_BYTES, allowed_hosts=ALLOWED) == IMAGE
-    assert tls_server.seen.requests == [("/image.png", f"pinned.test:{tls_server.server_port}", None)]
+    assert tls_server.seen() == [("/image.png", f"pinned.test:{tls_server.server_port}", None)]
 
 
 def test_https_certificate_for_another_name_refused(tls_server: LocalServer, connections: list, fake_dns: dict) -> None:
     fake_dns["impostor.test"] = [[SERVER_ADDRESS]]
     error = refusal(f"https://impostor.test:{tls_server.server_port}/image.png")
     assert error.code == "InvalidImage.Download" and "ImageUrl" in error.message
-    assert tls_server.seen.requests == []
+    assert tls_server.seen() == []
 
 
 def test_parse_allowed_hosts() -> None:

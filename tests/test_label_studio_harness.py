@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import pytest
 from label_studio_sdk.converter.brush import decode_rle, mask2rle
 from PIL import Image
 
+from ml_backend.tools.loopback_host import Exchange, LoopbackHost
 from tests.support.label_studio import LabelStudioServer, label_studio  # noqa: F401  (fixture)
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
@@ -54,80 +53,49 @@ class RecordedRequest:
     body: Any
 
 
-@dataclass
 class StubBackend:
-    """An ML backend that answers like a real one and records what it is sent."""
+    """An ML backend that answers like a real one and records what it is sent, on the loopback host."""
 
-    answer_region: dict[str, Any]
-    requests: list[RecordedRequest] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    server: ThreadingHTTPServer | None = None
+    def __init__(self, answer_region: dict[str, Any]) -> None:
+        self.answer_region = answer_region
+        self.host = LoopbackHost()
+        for path in ("/health", "/setup", "/predict", "/webhook"):
+            self.host.routes[path] = self._answer
 
     @property
     def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.host.origin
 
     def received(self, path: str) -> list[RecordedRequest]:
-        with self.lock:
-            return [request for request in self.requests if request.path == path]
+        with self.host.lock:
+            seen = list(self.host.requests)
+        return [
+            RecordedRequest(request.method, path, json.loads(request.body) if request.body else None)
+            for request in seen
+            if request.path.partition("?")[0] == path
+        ]
 
-    def answer(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        with self.lock:
-            self.requests.append(RecordedRequest(method, path, body))
+    def _answer(self, exchange: Exchange) -> None:
+        path = exchange.route_path
         if path == "/health":
-            return 200, {"status": "UP", "model_class": "StubBackend"}
-        if path == "/setup":
-            return 200, {"model_version": STUB_MODEL_VERSION}
-        if path == "/predict":
-            results = [
-                {"result": [self.answer_region], "score": 0.9, "model_version": STUB_MODEL_VERSION}
-                for _ in body["tasks"]
-            ]
-            return 200, {"results": results}
-        if path == "/webhook":
-            return 200, {}
-        return 404, {"error": f"no route {path}"}
-
-
-def make_handler(stub: StubBackend) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _respond(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw_body = self.rfile.read(length) if length else b""
-            body = json.loads(raw_body) if raw_body else None
-            status, answer = stub.answer(self.command, self.path.split("?")[0], body)
-            payload = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = _respond
-        do_POST = _respond
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
+            exchange.reply_json(200, {"status": "UP", "model_class": "StubBackend"})
+        elif path == "/setup":
+            exchange.reply_json(200, {"model_version": STUB_MODEL_VERSION})
+        elif path == "/predict":
+            tasks = json.loads(exchange.seen.body)["tasks"]
+            result = {"result": [self.answer_region], "score": 0.9, "model_version": STUB_MODEL_VERSION}
+            exchange.reply_json(200, {"results": [result for _ in tasks]})
+        else:
+            exchange.reply_json(200, {})
 
 
 @pytest.fixture
 def stub_backend() -> Iterator[StubBackend]:
     answer_mask = np.zeros((IMAGE_HEIGHT, IMAGE_WIDTH), dtype=np.uint8)
     answer_mask[10:30, 20:44] = 255
-    stub = StubBackend(answer_region=brush_region(answer_mask, "Object"))
-    stub.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(stub))
-    thread = threading.Thread(target=stub.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    stub = StubBackend(brush_region(answer_mask, "Object"))
+    with stub.host:
         yield stub
-    finally:
-        stub.server.shutdown()
-        stub.server.server_close()
-        thread.join(timeout=5)
 
 
 # --------------------------------------------------------------------------- regions

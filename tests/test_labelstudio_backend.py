@@ -2,10 +2,8 @@
 
 import base64
 import copy
-import http.server
 import io
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from ml_backend.config import labeling_config
 from ml_backend.labelstudio.rle import decode_rle, encode_mask
 from ml_backend.server.app import create_app
 from ml_backend.settings import Settings
+from ml_backend.tools.fake_label_studio import FakeLabelStudio
 
 from .synthetic import disc_scene, iou
 
@@ -26,54 +25,24 @@ CONFIG = labeling_config()
 HEIGHT, WIDTH = 160, 200
 
 
-class LabelStudioFiles(http.server.BaseHTTPRequestHandler):
-    """Serves uploads like Label Studio: only with the token, only the legacy upload path."""
-
-    files: dict[str, bytes] = {}
-    seen_paths: list[str] = []
-    # GET /api/tasks/{id}/drafts answers: one list per read, the last one repeated.
-    drafts_answers: list[list] = []
-
-    def do_GET(self):  # noqa: N802
-        self.seen_paths.append(self.path)
-        body = self.files.get(self.path)
-        if self.path.startswith("/api/tasks/") and self.path.endswith("/drafts") and self.drafts_answers:
-            answers = type(self).drafts_answers
-            body = json.dumps(answers[0] if len(answers) == 1 else answers.pop(0)).encode()
-        if self.headers.get("Authorization") != f"Token {TOKEN}":
-            self.send_response(401)
-            self.end_headers()
-            return
-        if body is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def scene():
     return disc_scene(HEIGHT, WIDTH, seed=11)
 
 
 @pytest.fixture(scope="module")
-def label_studio_host(scene):
+def fake_label_studio(scene):
     image, _ = scene
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    LabelStudioFiles.files = {"/data/upload/1/scene.png": buffer.getvalue()}
-    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), LabelStudioFiles)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.2:{server.server_address[1]}"
-    server.shutdown()
+    with FakeLabelStudio(TOKEN, address="127.0.0.2") as label_studio:
+        label_studio.upload("1/scene.png", buffer.getvalue())
+        yield label_studio
+
+
+@pytest.fixture(scope="module")
+def label_studio_host(fake_label_studio):
+    return fake_label_studio.origin
 
 
 def make_client(tmp_path, **overrides) -> TestClient:
@@ -151,7 +120,7 @@ def test_health_and_setup_answer_at_once(client):
     assert answer.status_code == 200 and answer.json()["model_version"].startswith("geodesic_grabcut")
 
 
-def test_interactive_click_returns_the_object_from_the_drafts_strokes(client, scene):
+def test_interactive_click_returns_the_object_from_the_drafts_strokes(client, scene, fake_label_studio):
     _, truth = scene
     body = interactive_body(_default_draft(), [_keypoint(100, 80)])
     answer = client.post("/predict", json=body)
@@ -166,7 +135,7 @@ def test_interactive_click_returns_the_object_from_the_drafts_strokes(client, sc
     assert set(np.unique(decoded).tolist()) <= {0, 255}
     assert iou(decoded > 127, truth) >= 0.8
     # uploads are fetched from Label Studio with the token, through the SDK's URL rules
-    assert "/data/upload/1/scene.png" in LabelStudioFiles.seen_paths
+    assert "/data/upload/1/scene.png" in fake_label_studio.paths()
 
 
 def test_negative_strokes_and_other_classes_cut_the_mask(client, scene):
@@ -256,7 +225,7 @@ def test_a_rejected_mask_does_not_survive_a_repaint(client, scene):
     assert iou(fresh, truth) >= 0.8
 
 
-def test_a_changed_image_never_gets_another_images_mask(client, scene, tmp_path):
+def test_a_changed_image_never_gets_another_images_mask(client, scene, tmp_path, fake_label_studio):
     image, _ = scene
     click = _keypoint(100, 80, region_id="click1")
     client.post("/predict", json=interactive_body(_default_draft(), [click]))
@@ -264,7 +233,7 @@ def test_a_changed_image_never_gets_another_images_mask(client, scene, tmp_path)
     flipped = image[:, ::-1].copy()
     buffer = io.BytesIO()
     Image.fromarray(flipped).save(buffer, format="PNG")
-    LabelStudioFiles.files["/data/upload/1/flipped.png"] = buffer.getvalue()
+    fake_label_studio.upload("1/flipped.png", buffer.getvalue())
     body = interactive_body(_default_draft(), [click, _keypoint(100, 80, region_id="click2")])
     body["tasks"][0]["data"] = {"image": "/data/upload/1/flipped.png"}
     on_flipped = _decoded(client.post("/predict", json=body).json()["results"][0]["result"][0]) > 127
@@ -273,31 +242,31 @@ def test_a_changed_image_never_gets_another_images_mask(client, scene, tmp_path)
     assert np.array_equal(on_flipped, fresh)
 
 
-def test_a_click_waits_for_the_draft_that_holds_it(client, scene):
+def test_a_click_waits_for_the_draft_that_holds_it(client, scene, fake_label_studio):
     """Strokes painted just before the click reach the backend only in the draft saved after it."""
     _, truth = scene
     click = _keypoint(100, 80, region_id="fresh-click")
     body = interactive_body([], [click])
     body["tasks"][0]["drafts"][0]["result"] = []  # the call's draft predates the strokes and the click
     saved = {"id": 5, "user": 1, "updated_at": "2026-12-03T05:00:05Z", "result": _default_draft() + [click]}
-    LabelStudioFiles.drafts_answers = [[], [{"id": 4, "result": []}], [saved]]
+    fake_label_studio.drafts[1] = [[], [{"id": 4, "result": []}], [saved]]
     try:
         result = client.post("/predict", json=body).json()["results"][0]
     finally:
-        LabelStudioFiles.drafts_answers = []
+        fake_label_studio.drafts.clear()
     assert iou(_decoded(result["result"][0]) > 127, truth) >= 0.8
-    assert "/api/tasks/1/drafts" in LabelStudioFiles.seen_paths
+    assert "/api/tasks/1/drafts" in fake_label_studio.paths()
 
 
-def test_a_click_whose_draft_never_comes_gets_a_message_not_a_stale_mask(tmp_path, label_studio_host, scene):
+def test_a_click_whose_draft_never_comes_gets_a_message_not_a_stale_mask(tmp_path, label_studio_host, fake_label_studio):
     client = make_client(tmp_path, LABEL_STUDIO_URL=label_studio_host, LABEL_STUDIO_API_KEY=TOKEN, DRAFT_WAIT_SECONDS=0.7)
     body = interactive_body([], [_keypoint(100, 80, region_id="lost-click")])
     body["tasks"][0]["drafts"][0]["result"] = _default_draft()  # older strokes, without the click
-    LabelStudioFiles.drafts_answers = [[{"id": 4, "result": _default_draft()}]]
+    fake_label_studio.drafts[1] = [[{"id": 4, "result": _default_draft()}]]
     try:
         result = client.post("/predict", json=body).json()["results"][0]
     finally:
-        LabelStudioFiles.drafts_answers = []
+        fake_label_studio.drafts.clear()
     [message] = result["result"]
     assert message["type"] == "textarea" and message["from_name"] == "message" and message["to_name"] == "image"
     assert message["value"]["text"][0].startswith("Strokes not reached: ")
@@ -392,17 +361,17 @@ def test_metrics_count_rounds_and_requests(client):
     assert "scribble_segmentation_rounds_total" in text and "scribble_embedding_cache_total" in text
 
 
-def test_concurrent_rounds_on_a_new_task_image_download_it_once(tmp_path, label_studio_host):
+def test_concurrent_rounds_on_a_new_task_image_download_it_once(tmp_path, label_studio_host, fake_label_studio):
     from concurrent.futures import ThreadPoolExecutor
 
     from ml_backend.server.task_images import TaskImageLoader
 
     loader = TaskImageLoader(tmp_path / "images", [])
-    before = LabelStudioFiles.seen_paths.count("/data/upload/1/scene.png")
+    before = fake_label_studio.reads_of("/data/upload/1/scene.png")
     with ThreadPoolExecutor(8) as pool:
         images = list(pool.map(lambda _: loader.load("/data/upload/1/scene.png", label_studio_host, TOKEN, 1), range(8)))
     assert len({image.key for image in images}) == 1 and images[0].pixels.shape == (HEIGHT, WIDTH, 3)
-    assert LabelStudioFiles.seen_paths.count("/data/upload/1/scene.png") == before + 1
+    assert fake_label_studio.reads_of("/data/upload/1/scene.png") == before + 1
     assert not (tmp_path / "images").exists()  # downloads stay in memory: nothing left on disk
 
 
@@ -428,7 +397,7 @@ def test_refine_auto_gives_each_engine_its_own_refinement(tmp_path, label_studio
     assert used == [expected]
 
 
-def test_an_accepted_mask_of_the_class_is_another_instance(client):
+def test_an_accepted_mask_of_the_class_is_another_instance(client, fake_label_studio):
     """Disc A labelled (its stroke and accepted mask in the draft); a stroke and a click on disc B: only B."""
     import cv2
 
@@ -443,7 +412,7 @@ def test_an_accepted_mask_of_the_class_is_another_instance(client):
     image = np.clip(image + rng.normal(0, 14, image.shape), 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    LabelStudioFiles.files["/data/upload/1/two-discs.png"] = buffer.getvalue()
+    fake_label_studio.upload("1/two-discs.png", buffer.getvalue())
     accepted_a = {
         "from_name": "mask", "to_name": "image", "type": "brushlabels", "id": "acceptedA",
         "original_width": WIDTH, "original_height": HEIGHT,

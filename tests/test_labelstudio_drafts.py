@@ -1,9 +1,5 @@
 """Waiting for the annotator's draft that holds the click (ml_backend/server/labelstudio_drafts.py)."""
 
-import http.server
-import json
-import threading
-
 import pytest
 
 from ml_backend.server.labelstudio_drafts import (
@@ -13,6 +9,7 @@ from ml_backend.server.labelstudio_drafts import (
     draft_holding,
     wait_for_draft,
 )
+from ml_backend.tools.fake_label_studio import FakeLabelStudio
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 
@@ -91,47 +88,25 @@ def test_a_failed_read_ends_the_wait_with_its_reason():
     assert wait.draft is None and "403" in wait.reason
 
 
-class DraftsHandler(http.server.BaseHTTPRequestHandler):
-    drafts: list = []
-    seen: list = []
-
-    def do_GET(self):  # noqa: N802
-        self.seen.append((self.path, self.headers.get("Authorization")))
-        if self.headers.get("Authorization") != f"Token {TOKEN}":
-            self.send_response(401)
-            self.end_headers()
-            return
-        body = json.dumps(self.drafts).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture()
-def drafts_host():
-    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), DraftsHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.2:{server.server_address[1]}"
-    server.shutdown()
+def label_studio():
+    with FakeLabelStudio(TOKEN, address="127.0.0.2") as label_studio:
+        yield label_studio
 
 
-def test_the_reader_gets_the_task_drafts_with_the_backend_token(drafts_host):
-    DraftsHandler.drafts = [_draft(7, ["click"])]
-    DraftsHandler.seen = []
-    drafts = TaskDraftsReader([]).read(drafts_host, TOKEN, 42)
-    assert drafts == DraftsHandler.drafts
-    assert DraftsHandler.seen == [("/api/tasks/42/drafts", f"Token {TOKEN}")]
+def test_the_reader_gets_the_task_drafts_with_the_backend_token(label_studio):
+    label_studio.drafts[42] = [[_draft(7, ["click"])]]
+    drafts = TaskDraftsReader([]).read(label_studio.origin, TOKEN, 42)
+    assert drafts == [_draft(7, ["click"])]
+    assert [(seen.path, seen.authorization) for seen in label_studio.requests] == [
+        ("/api/tasks/42/drafts", f"Token {TOKEN}")
+    ]
 
 
-def test_the_reader_names_a_refused_token(drafts_host):
+def test_the_reader_names_a_refused_token(label_studio):
+    label_studio.drafts[42] = [[_draft(7, ["click"])]]
     with pytest.raises(DraftsUnavailable, match="cannot read the task's drafts"):
-        TaskDraftsReader([]).read(drafts_host, "f" * 40, 42)
+        TaskDraftsReader([]).read(label_studio.origin, "f" * 40, 42)
 
 
 def test_the_reader_without_label_studio_url_says_what_to_set():

@@ -28,8 +28,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from ml_backend.settings import CONFIG_DIR, Settings
+from ml_backend.tools.fake_label_studio import FakeLabelStudio
+from ml_backend.tools.loopback_host import LoopbackHost
 from tests.support.app_client import isolated_client
-from tests.support.recording_host import RecordingHost
 from tests.synthetic import disc_scene
 
 TOKEN = "ls-token-6d1c0e7f9a8b4c3d2e1f0a9b8c7d6e5f"
@@ -53,15 +54,15 @@ def scene_png() -> bytes:
 
 
 @pytest.fixture
-def label_studio(scene_png: bytes) -> Iterator[RecordingHost]:
-    with RecordingHost(LABEL_STUDIO_ADDRESS, token=TOKEN) as host:
+def label_studio(scene_png: bytes) -> Iterator[FakeLabelStudio]:
+    with FakeLabelStudio(TOKEN, address=LABEL_STUDIO_ADDRESS) as host:
         host.files[UPLOAD] = scene_png
         yield host
 
 
 @pytest.fixture
-def attacker(scene_png: bytes) -> Iterator[RecordingHost]:
-    with RecordingHost(ATTACKER_ADDRESS) as host:
+def attacker(scene_png: bytes) -> Iterator[LoopbackHost]:
+    with LoopbackHost(ATTACKER_ADDRESS) as host:
         host.files[UPLOAD] = scene_png  # it would happily serve the image, to look like Label Studio
         yield host
 
@@ -91,12 +92,12 @@ def predict_body(image: str = UPLOAD) -> dict:
     }
 
 
-def tokens_seen(host: RecordingHost) -> list[str | None]:
-    return [authorization for _path, authorization in host.requests if authorization]
+def tokens_seen(host: LoopbackHost) -> list[str | None]:
+    return [request.authorization for request in host.requests if request.authorization]
 
 
 def test_a_setup_naming_another_host_never_gets_the_old_token(
-    tmp_path: Any, label_studio: RecordingHost, attacker: RecordingHost
+    tmp_path: Any, label_studio: FakeLabelStudio, attacker: LoopbackHost
 ) -> None:
     client = make_client(tmp_path)
     # Label Studio connects with its token; /predict works.
@@ -119,7 +120,7 @@ def test_a_setup_naming_another_host_never_gets_the_old_token(
 
 
 def test_setup_refuses_what_is_not_an_http_url_or_not_json_and_changes_nothing(
-    tmp_path: Any, label_studio: RecordingHost, attacker: RecordingHost
+    tmp_path: Any, label_studio: FakeLabelStudio, attacker: LoopbackHost
 ) -> None:
     client = make_client(tmp_path)
     assert client.post("/setup", json={"hostname": label_studio.origin, "access_token": TOKEN}).status_code == 200
@@ -144,7 +145,7 @@ def _predict_message(client: TestClient, hostname: str) -> str:
     return answer.json()["Message"]
 
 
-def test_a_repointed_server_is_no_port_scanner(tmp_path: Any, attacker: RecordingHost) -> None:
+def test_a_repointed_server_is_no_port_scanner(tmp_path: Any, attacker: LoopbackHost) -> None:
     client = make_client(tmp_path)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -172,7 +173,7 @@ def test_a_repointed_server_is_no_port_scanner(tmp_path: Any, attacker: Recordin
     assert attacker.requests, "the probe never reached the HTTP host"
 
 
-def test_label_studio_origin_is_open_for_its_own_paths_only(tmp_path: Any, label_studio: RecordingHost) -> None:
+def test_label_studio_origin_is_open_for_its_own_paths_only(tmp_path: Any, label_studio: FakeLabelStudio) -> None:
     client = make_client(tmp_path, LABEL_STUDIO_URL=label_studio.origin, LABEL_STUDIO_API_KEY=TOKEN)
     assert client.post("/predict", json=predict_body()).status_code == 200
     label_studio.requests.clear()

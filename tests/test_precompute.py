@@ -15,6 +15,7 @@ from .test_labelstudio_backend import (  # noqa: F401  (fixtures)
     TOKEN,
     _default_draft,
     _keypoint,
+    fake_label_studio,
     interactive_body,
     label_studio_host,
     make_client,

@@ -10,7 +10,6 @@ user of the old API would.
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import logging
 import threading
@@ -18,7 +17,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +31,7 @@ from PIL import Image
 from ml_backend.server import scribble_api
 from ml_backend.server.app import create_app
 from ml_backend.settings import Settings
+from ml_backend.tools.loopback_host import Exchange, LoopbackHost
 from tests.synthetic import disc_scene, iou, scribbles_for
 
 ACTION = "InteractiveScribbleSegmentation"
@@ -63,48 +63,9 @@ def decode(content: bytes) -> Image.Image:
 # ------------------------------------------------------------------ the image server
 
 
-@dataclass
-class ImageServer:
-    """Serves registered bytes on 127.0.0.2; ``/redirect?to=URL`` answers 302."""
-
-    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
-    port: int = 0
-
-    def url(self, path: str) -> str:
-        return f"http://{SERVER_HOST}:{self.port}/{path.lstrip('/')}"
-
-    def add(self, path: str, content: bytes, content_type: str = "image/png") -> str:
-        self.files["/" + path.lstrip("/")] = (content, content_type)
-        return self.url(path)
-
-
-def _handler_for(server: ImageServer) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            path, _, query = self.path.partition("?")
-            if path == "/redirect":
-                self.send_response(302)
-                self.send_header("Location", parse_qs(query)["to"][0])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            if path not in server.files:
-                self.send_error(404)
-                return
-            content, content_type = server.files[path]
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            try:
-                self.wfile.write(content)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the API stops reading once a file is over its limit, as it should
-
-    return Handler
+def _redirect(exchange: Exchange) -> None:
+    """``/redirect?to=URL`` answers 302 to URL."""
+    exchange.redirect(parse_qs(exchange.query)["to"][0])
 
 
 @dataclass(frozen=True)
@@ -117,21 +78,14 @@ class Scene:
 
 
 @pytest.fixture(scope="module")
-def image_server() -> Iterator[ImageServer]:
-    served = ImageServer()
-    httpd = http.server.ThreadingHTTPServer((SERVER_HOST, 0), _handler_for(served))
-    served.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield served
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def image_server() -> Iterator[LoopbackHost]:
+    with LoopbackHost(SERVER_HOST) as host:
+        host.routes["/redirect"] = _redirect
+        yield host
 
 
 @pytest.fixture(scope="module")
-def scene(image_server: ImageServer) -> Scene:
+def scene(image_server: LoopbackHost) -> Scene:
     image, truth = disc_scene(HEIGHT, WIDTH, seed=1)
     positive, negative = scribbles_for(truth)
     integrated = np.dstack([np.zeros_like(truth), positive, negative]).astype(np.uint8) * 255
@@ -434,7 +388,7 @@ def test_current_mask_alone_is_refined(client: TestClient, scene: Scene) -> None
 
 
 def test_negative_strokes_remove_from_the_current_mask(
-    client: TestClient, scene: Scene, image_server: ImageServer
+    client: TestClient, scene: Scene, image_server: LoopbackHost
 ) -> None:
     # Function 2: the current mask is the object plus a wrong slab of background;
     # a negative stroke across the slab takes it out.
@@ -458,7 +412,7 @@ def test_negative_strokes_remove_from_the_current_mask(
 
 
 def test_strokes_count_from_half_intensity_in_any_colour_and_transparency(
-    client: TestClient, scene: Scene, image_server: ImageServer
+    client: TestClient, scene: Scene, image_server: LoopbackHost
 ) -> None:
     # Positive strokes drawn in dim red (R=128) on black, negative ones as opaque pixels
     # of an otherwise transparent RGBA layer: both must count; R=127 must not.
@@ -625,7 +579,7 @@ def _big_png(width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def bad_inputs(image_server: ImageServer) -> dict[str, str]:
+def bad_inputs(image_server: LoopbackHost) -> dict[str, str]:
     too_big = b"\x89PNG\r\n\x1a\n" + b"\0" * (10 * 1024 * 1024)
     return {
         "text": image_server.add("notes.txt", b"just some words, not pixels", "text/plain"),
@@ -782,7 +736,7 @@ def test_malformed_requests(client: TestClient, scene: Scene) -> None:
 )
 @pytest.mark.parametrize("parameter", ["ImageUrl", "MaskImageUrl"])
 def test_urls_into_the_servers_own_networks_are_refused(
-    client: TestClient, scene: Scene, image_server: ImageServer, url: str, code: str, parameter: str
+    client: TestClient, scene: Scene, image_server: LoopbackHost, url: str, code: str, parameter: str
 ) -> None:
     parameters = query(scene, **{parameter: url.format(port=image_server.port)})
     body = assert_error(client.get("/", params=parameters), 400, code, parameter)
@@ -791,7 +745,7 @@ def test_urls_into_the_servers_own_networks_are_refused(
 
 
 def test_label_studio_host_is_no_fetch_host_for_the_scribble_api(
-    tmp_path: Path, scene: Scene, image_server: ImageServer
+    tmp_path: Path, scene: Scene, image_server: LoopbackHost
 ) -> None:
     # Label Studio's origin opens its own paths to Label Studio's /predict only; the
     # scribble API fetches from it only when ALLOWED_FETCH_HOSTS lists it (issue 19).
@@ -936,7 +890,7 @@ def test_openapi_documents_the_scribble_endpoints(client: TestClient) -> None:
 # ------------------------------------------------------------------ a new user's first request
 
 
-def _served_grabcut_case(image_server: ImageServer, name: str) -> tuple[dict[str, str], np.ndarray]:
+def _served_grabcut_case(image_server: LoopbackHost, name: str) -> tuple[dict[str, str], np.ndarray]:
     strokes = np.asarray(Image.open(GRABCUT / "scribbles_set2" / name))
     if strokes.ndim == 3:
         strokes = strokes[:, :, 0]
@@ -953,7 +907,7 @@ def _served_grabcut_case(image_server: ImageServer, name: str) -> tuple[dict[str
 
 
 def test_new_user_cuts_out_a_grabcut_object_from_recorded_strokes(
-    client: TestClient, image_server: ImageServer
+    client: TestClient, image_server: LoopbackHost
 ) -> None:
     # teddy: plain GrabCut with these strokes reaches IoU 0.96 (measured); the bar is 0.85.
     urls, truth = _served_grabcut_case(image_server, "teddy.png")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from dataclasses import replace
 
 import pytest
 
 from ml_backend.engine_registry import CHECKPOINTS, ENGINES
+from ml_backend.tools.loopback_host import Exchange, LoopbackHost
 from ml_backend.weights import ChecksumMismatch, DownloadError, download_checkpoint, known_checkpoint
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and a bit: several chunks
@@ -21,49 +20,35 @@ class FileServer:
     """Serves PAYLOAD at /weights.pth with HTTP ranges; can ignore ranges or cut the body short."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, str | None]] = []
         self.honour_ranges = True
         self.cut_after: int | None = None
-        server = self
+        self.host = LoopbackHost().start()
+        self.host.routes["/weights.pth"] = self._serve
+        self.url = self.host.url("/weights.pth")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
+    @property
+    def requests(self) -> list[dict[str, str | None]]:
+        return [{"path": request.path, "range": request.header("Range")} for request in self.host.requests]
 
-            def do_GET(self) -> None:
-                server.requests.append({"path": self.path, "range": self.headers.get("Range")})
-                if self.path != "/weights.pth":
-                    self.send_error(404, "no such file")
-                    return
-                start = 0
-                requested = self.headers.get("Range")
-                if requested and server.honour_ranges:
-                    start = int(requested.removeprefix("bytes=").split("-")[0])
-                    if start >= len(PAYLOAD):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(PAYLOAD)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
-                else:
-                    self.send_response(200)
-                body = PAYLOAD[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if server.cut_after is not None:
-                    body = body[: server.cut_after]
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/weights.pth"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+    def _serve(self, exchange: Exchange) -> None:
+        start = 0
+        requested = exchange.headers.get("Range")
+        if requested and self.honour_ranges:
+            start = int(requested.removeprefix("bytes=").split("-")[0])
+            if start >= len(PAYLOAD):
+                exchange.reply(416, headers={"Content-Range": f"bytes */{len(PAYLOAD)}"})
+                return
+            exchange.send_response(206)
+            exchange.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+        else:
+            exchange.send_response(200)
+        body = PAYLOAD[start:]
+        exchange.send_header("Content-Length", str(len(body)))
+        exchange.end_headers()
+        exchange.wfile.write(body if self.cut_after is None else body[: self.cut_after])
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.host.stop()
 
 
 @pytest.fixture
@@ -190,27 +175,12 @@ def test_a_missing_checkpoint_names_the_registry_download(tmp_path):
 
 def test_the_download_command_verifies_and_reports(tmp_path, capsys):
     """`scribble-seg download` against a local server: a good file lands, a bad checksum is an error."""
-    import hashlib
-    import http.server
-    import threading
-
     from ml_backend.cli import main
 
     payload = b"checkpoint bytes " * 1000
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/sam_vit_b_01ec64.pth"
+    host = LoopbackHost().start()
+    url = host.add("/sam_vit_b_01ec64.pth", payload)
     try:
         good = hashlib.sha256(payload).hexdigest()
         assert main(["download", "vit_b", "--dir", str(tmp_path), "--url", url, "--sha256", good]) == 0
@@ -218,4 +188,4 @@ def test_the_download_command_verifies_and_reports(tmp_path, capsys):
         assert main(["download", "vit_l", "--dir", str(tmp_path / "bad"), "--url", url, "--sha256", "0" * 64]) == 2
         assert "download vit_l" in capsys.readouterr().err
     finally:
-        server.shutdown()
+        host.stop()

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import http.server
 import io
 import json
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from . import soak
+from .loopback_host import LoopbackHost, trickle
 
 ACTION = "InteractiveScribbleSegmentation"
 TRICKLE_HOST = "127.0.0.1"
@@ -102,36 +101,12 @@ def bench_touches(touches: int = 300_000) -> dict:
 # --------------------------------------------------------------------------- trickling fetches
 
 
-class _Trickle(http.server.BaseHTTPRequestHandler):
-    release = threading.Event()
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        self.send_response(200)
-        self.send_header("Content-Length", "1000000")
-        self.end_headers()
-        try:
-            while not self.release.wait(1.0):  # one byte a second
-                self.wfile.write(b"\0")
-                self.wfile.flush()
-        except OSError:
-            pass
-
-
 @contextmanager
 def trickling_host() -> Iterator[str]:
-    _Trickle.release.clear()
-    server = http.server.ThreadingHTTPServer((TRICKLE_HOST, 0), _Trickle)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{TRICKLE_HOST}:{server.server_address[1]}"
-    finally:
-        _Trickle.release.set()
-        server.shutdown()
-        server.server_close()
+    """A host whose every path sends one byte a second."""
+    with LoopbackHost(TRICKLE_HOST) as host:
+        host.routes["/"] = trickle()
+        yield host.origin
 
 
 def bench_trickle(fetches: int = 45, upload_side: int = 64) -> dict:

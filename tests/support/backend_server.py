@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,21 +30,23 @@ import pytest
 
 from ml_backend.settings import Settings
 from tests.support.label_studio import LabelStudioServer, free_port
+from tests.support.service_process import HOST, ServiceProcess
 
-HOST = "127.0.0.1"
 WORKERS = 2
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 START_ATTEMPTS = 3  # a free port can be taken by someone else between finding and binding it
-LOG_TAIL_CHARS = 4000
 
 
 class BackendError(RuntimeError):
     """Our backend could not be started."""
 
 
-class BackendServer:
+class BackendServer(ServiceProcess):
     """`scribble-seg serve` on 127.0.0.1, stopped with its whole process group."""
+
+    not_started = BackendError
+    title = "the backend"
 
     def __init__(self, label_studio_url: str, label_studio_token: str, settings: dict[str, str] | None = None) -> None:
         self.label_studio_url = label_studio_url
@@ -57,21 +58,8 @@ class BackendServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
 
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise BackendError("the backend is not started")
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
+    def _log_file(self) -> Path:
         return self.directory / "backend.log"
-
-    def log_tail(self, chars: int = LOG_TAIL_CHARS) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
 
     def environment(self) -> dict[str, str]:
         # Settings of the calling shell (ENGINE, REDIS_URL, API_KEYS, ...) must not leak in.
@@ -109,7 +97,7 @@ class BackendServer:
             if self._wait_until_healthy():
                 self.startup_seconds = time.monotonic() - started_at
                 return self
-            self._stop_process()
+            self.stop_process_group(STOP_TIMEOUT_S)
         tail = self.log_tail()
         self.stop()
         raise BackendError(f"scribble-seg serve did not become healthy in {START_ATTEMPTS} attempts; log:\n{tail}")
@@ -127,21 +115,8 @@ class BackendServer:
             time.sleep(0.2)
         return False
 
-    def _stop_process(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-        self.process = None
-
     def stop(self) -> None:
-        self._stop_process()
+        self.stop_process_group(STOP_TIMEOUT_S)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -23,7 +23,6 @@ import fcntl
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -34,6 +33,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.service_process import ServiceProcess
 
 LABEL_STUDIO_VERSION = "1.23.2"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -274,8 +275,12 @@ class LabelStudioClient:
 # --------------------------------------------------------------------------- server
 
 
-class LabelStudioServer:
+class LabelStudioServer(ServiceProcess):
     """A Label Studio process on 127.0.0.1, stopped with its whole process group."""
+
+    not_started = LabelStudioError
+    title = "Label Studio"
+    log_tail_chars = LOG_TAIL_CHARS
 
     def __init__(
         self,
@@ -294,29 +299,14 @@ class LabelStudioServer:
         self.startup_seconds: float | None = None
         self._client: LabelStudioClient | None = None
 
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise LabelStudioError("Label Studio is not started")
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        if self.data_dir is None:
-            raise LabelStudioError("Label Studio is not started")
-        return self.data_dir / "label-studio.log"
+    def _log_file(self) -> Path | None:
+        return None if self.data_dir is None else self.data_dir / "label-studio.log"
 
     @property
     def client(self) -> LabelStudioClient:
         if self._client is None:
             self._client = LabelStudioClient(self.url, self.token)
         return self._client
-
-    def log_tail(self, chars: int = LOG_TAIL_CHARS) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except (OSError, LabelStudioError):
-            return "(no log)"
 
     def start(self) -> LabelStudioServer:
         executable = ensure_installed()
@@ -383,16 +373,7 @@ class LabelStudioServer:
         if self._client is not None:
             self._client.close()
             self._client = None
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            self.process = None
+        self.stop_process_group(STOP_TIMEOUT_S)
         if self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None

@@ -58,21 +58,22 @@ def chromium(profile_dir: Path) -> Iterator[Any]:
             context.close()
 
 
-def log_in(page: Any, label_studio_url: str, email: str, password: str) -> None:
-    page.goto(f"{label_studio_url}/user/login/")
+def _submit_credentials(page: Any, label_studio_url: str, form_path: str, email: str, password: str) -> None:
+    """Fills Label Studio's email-and-password form at ``form_path`` and waits until the page leaves it."""
+    page.goto(f"{label_studio_url}{form_path}")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/user/login" not in url)
+    page.wait_for_url(lambda url: form_path.rstrip("/") not in url)
+
+
+def log_in(page: Any, label_studio_url: str, email: str, password: str) -> None:
+    _submit_credentials(page, label_studio_url, "/user/login/", email, password)
 
 
 def sign_up(page: Any, label_studio_url: str, email: str, password: str) -> None:
     """A second Label Studio user, made as a person makes one: the sign-up form."""
-    page.goto(f"{label_studio_url}/user/signup/")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/user/signup" not in url)
+    _submit_credentials(page, label_studio_url, "/user/signup/", email, password)
 
 
 @dataclass
