@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .config import defaults_env_path
+from .errors import ServerError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = defaults_env_path().parent
@@ -151,7 +152,7 @@ class Settings(BaseSettings):
         return self.MOBILE_SAM_CHECKPOINT or self.MODEL_DIR / "mobile_sam.pt"
 
 
-class SettingsError(ValueError):
+class SettingsError(ServerError, ValueError):
     """A setting from the environment or ``ml_backend/config/defaults.env`` that cannot be used."""
 
 

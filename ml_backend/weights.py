@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
+from .errors import ServerError
+
 _CHUNK = 1 << 20
 
 
@@ -83,11 +85,11 @@ KNOWN_CHECKPOINTS: dict[str, KnownCheckpoint] = {
 ALIASES = {"vit_t": "mobile_sam", "mobilesam": "mobile_sam", "sam": "vit_b"}
 
 
-class ChecksumMismatch(RuntimeError):
+class ChecksumMismatch(ServerError, RuntimeError):
     """A downloaded or present file is not the published one."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ServerError, RuntimeError):
     """The file could not be fetched (network, HTTP status)."""
 
 

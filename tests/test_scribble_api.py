@@ -173,13 +173,13 @@ def seeded_grabcut(monkeypatch: pytest.MonkeyPatch) -> None:
     """GrabCut draws random numbers (k-means) from OpenCV's per-thread generator; seeding
     it just before each segmentation makes equal inputs give equal bytes, so requests
     sent different ways can be compared exactly."""
-    real_cut_out = scribble_api.cut_out
+    real_cut_out = scribble_api.segmentation.cut_out
 
     def seeded_cut_out(*args: Any, **kwargs: Any) -> Any:
         cv2.setRNGSeed(RNG_SEED)
         return real_cut_out(*args, **kwargs)
 
-    monkeypatch.setattr(scribble_api, "cut_out", seeded_cut_out)
+    monkeypatch.setattr(scribble_api.segmentation, "cut_out", seeded_cut_out)
 
 
 def query(scene: Scene, **parameters: str) -> dict[str, str]:
@@ -875,14 +875,14 @@ def test_segmentation_runs_off_the_event_loop(
     client: TestClient, scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entered, release = threading.Event(), threading.Event()
-    seeded_cut_out = scribble_api.cut_out
+    seeded_cut_out = scribble_api.segmentation.cut_out
 
     def blocking_cut_out(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         release.wait(20)
         return seeded_cut_out(*args, **kwargs)
 
-    monkeypatch.setattr(scribble_api, "cut_out", blocking_cut_out)
+    monkeypatch.setattr(scribble_api.segmentation, "cut_out", blocking_cut_out)
     outcome: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: outcome.update(response=client.get("/", params=query(scene))))
     worker.start()

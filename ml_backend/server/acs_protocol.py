@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from ..errors import ClientError
+from ..errors import ClientError, ErrorCode
 
 ACTION_HEADER = "x-acs-action"
 VERSION_HEADER = "x-acs-version"
@@ -69,10 +69,9 @@ def access_key_id(request: Request) -> str | None:
 
 def action_not_found(action: str, known: tuple[str, ...]) -> ClientError:
     return ClientError(
-        "InvalidAction.NotFound",
+        ErrorCode.INVALID_ACTION_NOT_FOUND,
         f"Action: {action[:100]!r} is not an action of this server; it serves {', '.join(known)}",
         field="Action",
-        status=404,
     )
 
 
