@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .core.compose import RETURN_FORMS
-from .core.engine import EngineUnavailable
 from .core.refine import REFINE_OPTIONS
-from .errors import ApiError, ClientError, ErrorCode
-from .settings import SettingsError, get_settings
+from .errors import ApiError, ClientError, ErrorCode, ScribbleSegError, invalid_parameter
+from .settings import get_settings
 
 
 #: Entry-point group through which the tools package adds its commands.
@@ -30,7 +29,7 @@ def _read(path: str, field: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as error:
-        raise ClientError(ErrorCode.INVALID_PARAMETER, f"{field}: cannot read {path}: {error.strerror}", field=field) from None
+        raise invalid_parameter(field, f"cannot read {path}: {error.strerror}") from None
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -79,7 +78,7 @@ def _segment(args: argparse.Namespace) -> int:
     try:
         Path(args.output).write_bytes(result.content)
     except OSError as error:
-        raise ClientError(ErrorCode.INVALID_PARAMETER, f"-o: cannot write {args.output}: {error.strerror}") from None
+        raise invalid_parameter("-o", f"cannot write {args.output}: {error.strerror}") from None
     object_share = float(result.mask.mean())
     print(
         f"{args.output}: {image.shape[1]}x{image.shape[0]} {args.return_form} {options.encoded_format}, "
@@ -107,16 +106,16 @@ def _download(args: argparse.Namespace) -> int:
     from .engines_factory import SAM_EXTRA_INSTALL
 
     try:
-        from .weights import ChecksumMismatch, DownloadError, download_checkpoint
+        from .weights import CheckpointDownloadError, ChecksumMismatch, download_checkpoint
     except ModuleNotFoundError as error:
         # The checkpoints are for the SAM family only, and so is the progress bar's package.
-        raise ClientError(ErrorCode.INVALID_PARAMETER, f"download: {error.name} is missing: {SAM_EXTRA_INSTALL}") from None
+        raise invalid_parameter("download", f"{error.name} is missing: {SAM_EXTRA_INSTALL}") from None
 
     settings = get_settings()
     destination = Path(args.dir) if args.dir else settings.MODEL_DIR
     try:
         path = download_checkpoint(args.name, destination, url=args.url, sha256=args.sha256)
-    except (ChecksumMismatch, DownloadError, ValueError) as error:
+    except (CheckpointDownloadError, ChecksumMismatch, ValueError) as error:
         raise ClientError(ErrorCode.INVALID_PARAMETER, f"download {args.name}: {error}") from None
     print(f"{args.name}: {path}")
     return 0
@@ -130,7 +129,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if not settings.REDIS_URL:
-        raise ClientError(ErrorCode.INVALID_PARAMETER, "REDIS_URL: the worker takes its jobs from Redis; set REDIS_URL")
+        raise invalid_parameter("REDIS_URL", "the worker takes its jobs from Redis; set REDIS_URL")
     # SimpleWorker runs jobs in this process, so the model is loaded once, not per job.
     worker = SimpleWorker([QUEUE_NAME], connection=connect_redis(settings.REDIS_URL))
     worker.work(burst=args.burst)
@@ -148,7 +147,9 @@ def _warmup(args: argparse.Namespace) -> int:
     url = args.url or settings.LABEL_STUDIO_URL
     api_key = args.api_key or settings.LABEL_STUDIO_API_KEY
     if not url or not api_key:
-        raise ClientError(ErrorCode.INVALID_PARAMETER, "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or --url, --api-key) are needed")
+        raise ClientError(
+            ErrorCode.INVALID_PARAMETER, "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or --url, --api-key) are needed"
+        )
     if not settings.REDIS_URL:
         print("scribble-seg: warning: REDIS_URL is not set; the embeddings stay in this process only", file=sys.stderr)
     client = LabelStudio(base_url=url, api_key=api_key)
@@ -241,10 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except ApiError as error:
-        print(f"scribble-seg: error: {error.message}", file=sys.stderr)
-        return 2
-    except (EngineUnavailable, SettingsError) as error:
+    except ScribbleSegError as error:  # bad input, settings, engines, weights: the message says what to fix
         print(f"scribble-seg: error: {error}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml_backend.config import labeling_config
-from ml_backend.errors import ClientError, ErrorCode
+from ml_backend.errors import ClientError, DownloadError
 from ml_backend.io import fetch
 from ml_backend.labelstudio.config import parse_scribble_config
 from ml_backend.labelstudio.mapping import context_prompts, strokes_from_task
@@ -50,7 +50,7 @@ FUZZ_SETTINGS = settings(
 
 def _no_name_resolution(host: str, port: int, field: str) -> list:
     # Generated URLs must not reach the network (or wait on DNS): every name is unknown.
-    raise ClientError(ErrorCode.INVALID_IMAGE_DOWNLOAD, f"{field}: the host {host} cannot be resolved (fuzzing)", field=field)
+    raise DownloadError(field, f"{field}: the host {host} cannot be resolved (fuzzing)")
 
 
 FUZZ_CONFIG = schemathesis.Config.from_dict(

@@ -13,8 +13,8 @@ import pytest
 from ml_backend import weights
 from ml_backend.weights import (
     KNOWN_CHECKPOINTS,
+    CheckpointDownloadError,
     ChecksumMismatch,
-    DownloadError,
     download_checkpoint,
     known_checkpoint,
     weights_status,
@@ -138,7 +138,7 @@ def test_a_complete_partial_file_is_verified_and_renamed(server, tmp_path):
 
 def test_a_cut_connection_keeps_the_part_and_the_next_call_finishes_it(server, tmp_path):
     server.cut_after = 300_000
-    with pytest.raises(DownloadError, match="resume"):
+    with pytest.raises(CheckpointDownloadError, match="resume"):
         fetch(server, tmp_path)
     assert (tmp_path / "weights.pth.part").stat().st_size == 300_000
     assert not (tmp_path / "weights.pth").exists()
@@ -154,7 +154,7 @@ def test_without_a_checksum_the_file_is_accepted_as_served(server, tmp_path):
 
 
 def test_http_errors_and_unknown_names(server, tmp_path):
-    with pytest.raises(DownloadError, match="404"):
+    with pytest.raises(CheckpointDownloadError, match="404"):
         download_checkpoint("x", tmp_path, url=server.url.replace("weights", "missing"), progress=False)
     with pytest.raises(ValueError, match="vit_b"):
         download_checkpoint("not-a-model", tmp_path)

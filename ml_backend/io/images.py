@@ -181,7 +181,9 @@ def _upright_size(image: Image.Image, field: str) -> tuple[int, int]:
     try:
         orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception as error:
-        raise ClientError(ErrorCode.INVALID_IMAGE_CONTENT, f"{field}: the file is corrupt ({error})", field=field) from None
+        raise ClientError(
+            ErrorCode.INVALID_IMAGE_CONTENT, f"{field}: the file is corrupt ({error})", field=field
+        ) from None
     return (height, width) if orientation in _SIDE_SWAPPING_ORIENTATIONS else (width, height)
 
 
