@@ -86,13 +86,13 @@ def invalid_parameter(field: str, reason: str) -> ClientError:
 
 
 class DownloadError(ClientError):
-    """A remote file could not be fetched. ``http_status`` is the remote server's answer
+    """A remote file could not be fetched. ``upstream_status`` is the remote server's answer
     when it answered with an error status (None for connection failures and timeouts),
     so callers can tell "not there" from "not reachable" without parsing the message."""
 
-    def __init__(self, field: str, message: str, http_status: int | None = None) -> None:
+    def __init__(self, field: str, message: str, upstream_status: int | None = None) -> None:
         super().__init__(ErrorCode.INVALID_IMAGE_DOWNLOAD, message, field=field)
-        self.http_status = http_status
+        self.upstream_status = upstream_status
 
 
 class Unavailable(ApiError):

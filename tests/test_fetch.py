@@ -500,6 +500,6 @@ def test_failures_through_an_origin_rule_read_alike(server: LocalServer, connect
         assert error.code == "InvalidImage.Download"
         messages.append(error.message)
         if port == server.server_port:
-            assert error.http_status == 404  # type: ignore[attr-defined]
+            assert error.upstream_status == 404  # type: ignore[attr-defined]
     assert messages[0] == messages[1], messages
     assert str(closed_port) not in messages[0] and "404" not in messages[1]

@@ -34,7 +34,7 @@ _NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class UpstreamStatusError(DownloadError):
-    """The image server answered, but not with the image: ``upstream_status`` is its HTTP status.
+    """The image server answered, but not with the image: ``upstream_status`` is its HTTP status, ``url`` the URL.
 
     A caller with another URL to try (Label Studio's older upload path) tells this
     apart from a refused or unreachable URL, which no other path would fix.
@@ -42,7 +42,6 @@ class UpstreamStatusError(DownloadError):
 
     def __init__(self, field: str, upstream_status: int, url: str) -> None:
         super().__init__(field, f"{field}: the server answered HTTP {upstream_status} for {url}", upstream_status)
-        self.upstream_status = upstream_status
         self.url = url
 
 
@@ -167,13 +166,13 @@ def _rule_for(target: _Target, origin_rules: Sequence[OriginRule]) -> OriginRule
 
 
 def _uniform(error: DownloadError, field: str, rule: OriginRule | None) -> DownloadError:
-    """Through an origin rule, every failure reads the same (``http_status`` is kept for the caller)."""
+    """Through an origin rule, every failure reads the same (``upstream_status`` is kept for the caller)."""
     if rule is None or not rule.uniform_errors:
         return error
     return DownloadError(
         field,
         f"{field}: the file could not be downloaded from Label Studio (no answer, an error status, or too slow)",
-        error.http_status,
+        error.upstream_status,
     )
 
 

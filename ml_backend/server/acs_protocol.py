@@ -88,7 +88,7 @@ def error_content(request: Request, error: ClientError, request_id: str, public_
     return {
         "RequestId": request_id,
         "HostId": host_id(request, public_url),
-        "Code": error.code,
+        "Code": error.code.value,
         "Message": error.message,
         "Recommend": f"{base_url}/docs (this server's API reference; errors name the parameter and the limit)",
     }

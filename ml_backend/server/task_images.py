@@ -100,7 +100,7 @@ class TaskImageLoader:
                 )
                 break
             except DownloadError as error:
-                if error.http_status is None:
+                if error.upstream_status is None:
                     raise
                 # Label Studio on a plain file system answers 4xx on the storage proxy
                 # and serves the older upload path: try the next URL, report the first.
