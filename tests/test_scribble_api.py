@@ -703,6 +703,13 @@ def test_request_body_over_max_request_mb_is_refused(tmp_path: Path, scene: Scen
     response = client.post(f"/{ACTION}", content=chunks(), headers={"Content-Type": "application/json"})
     assert_error(response, 413, "InvalidFile.Size", "MAX_REQUEST_MB")
 
+    # One limit for the whole server: the Label Studio routes refuse the same body in the same words.
+    oversized = b'{"ImageUrl": "' + b"x" * (1024 * 1024) + b'"}'
+    for path in (f"/{ACTION}", "/predict"):
+        answer = client.post(path, content=oversized, headers={"Content-Type": "application/json"})
+        assert (answer.status_code, answer.json()["Code"]) == (413, "InvalidFile.Size"), path
+        assert answer.json()["Message"] == "request body: larger than the 1 MB allowed (MAX_REQUEST_MB)", path
+
 
 def test_uploads_over_their_limit_are_refused(client: TestClient) -> None:
     upload = {"Image": ("big.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (10 * 1024 * 1024), "image/png")}

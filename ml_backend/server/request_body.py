@@ -53,9 +53,9 @@ def parse_json_object(raw: bytes, what: str = "a JSON object") -> dict[str, Any]
     try:
         parsed = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
-        raise invalid_parameter(BODY_FIELD, f"is not valid JSON ({error})") from None
+        raise invalid_parameter(BODY_FIELD, f"not valid JSON ({error})") from None
     except RecursionError:
-        raise invalid_parameter(BODY_FIELD, "is not valid JSON: nested too deeply") from None
+        raise invalid_parameter(BODY_FIELD, "not valid JSON: nested too deeply") from None
     if not isinstance(parsed, dict):
         raise invalid_parameter(BODY_FIELD, f"must be {what}")
     return parsed
