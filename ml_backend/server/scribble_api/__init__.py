@@ -19,8 +19,7 @@ is shared with the Label Studio routes (``server.request_body``).
 
 from __future__ import annotations
 
-from .models import ACTION
 from .negotiation import to_xml
 from .routes import router
 
-__all__ = ["ACTION", "router", "to_xml"]
+__all__ = ["router", "to_xml"]
