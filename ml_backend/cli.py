@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from .core.compose import RETURN_FORMS
-from .core.engine import EngineUnavailable
 from .core.refine import REFINE_OPTIONS
 from .engine_registry import CHECKPOINTS, ENGINES, SAM, create_engine, engine_catalog, install_command
-from .errors import ClientError
-from .settings import SettingsError, get_settings
+from .errors import ApiError, ClientError, ErrorCode, ScribbleSegError, invalid_parameter
+from .settings import get_settings
 
 
 #: Entry-point group through which the tools package adds its commands.
@@ -32,7 +31,7 @@ def _read(path: str, field: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as error:
-        raise ClientError("InvalidParameter", f"{field}: cannot read {path}: {error.strerror}", field=field) from None
+        raise invalid_parameter(field, f"cannot read {path}: {error.strerror}") from None
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -46,7 +45,7 @@ def _segment(args: argparse.Namespace) -> int:
         # The API serves rgb_alpha as PNG whatever ReturnFormat says; a file the user
         # named for JPG must not silently hold a PNG.
         raise ClientError(
-            "InvalidParameter",
+            ErrorCode.INVALID_PARAMETER,
             "--format: JPG cannot carry alpha: use --return-form white_background or only_alpha, or PNG",
         )
     image = decode_image(_read(args.image, "IMAGE"), "IMAGE", IMAGE_MAX_BYTES)
@@ -80,7 +79,7 @@ def _segment(args: argparse.Namespace) -> int:
     try:
         Path(args.output).write_bytes(result.content)
     except OSError as error:
-        raise ClientError("InvalidParameter", f"-o: cannot write {args.output}: {error.strerror}") from None
+        raise invalid_parameter("-o", f"cannot write {args.output}: {error.strerror}") from None
     object_share = float(result.mask.mean())
     print(
         f"{args.output}: {image.shape[1]}x{image.shape[0]} {args.return_form} {options.encoded_format}, "
@@ -104,18 +103,17 @@ def _engines(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     try:
-        from .weights import ChecksumMismatch, DownloadError, download_checkpoint
+        from .weights import CheckpointDownloadError, ChecksumMismatch, download_checkpoint
     except ModuleNotFoundError as error:
         # The checkpoints are for the SAM family only, and so is the progress bar's package.
-        missing = f"download: {error.name} is missing: {install_command(SAM.extra or '')}"
-        raise ClientError("InvalidParameter", missing) from None
+        raise invalid_parameter("download", f"{error.name} is missing: {install_command(SAM.extra or '')}") from None
 
     settings = get_settings()
     destination = Path(args.dir) if args.dir else settings.MODEL_DIR
     try:
         path = download_checkpoint(args.name, destination, url=args.url, sha256=args.sha256)
-    except (ChecksumMismatch, DownloadError, ValueError) as error:
-        raise ClientError("InvalidParameter", f"download {args.name}: {error}") from None
+    except (CheckpointDownloadError, ChecksumMismatch, ValueError) as error:
+        raise ClientError(ErrorCode.INVALID_PARAMETER, f"download {args.name}: {error}") from None
     print(f"{args.name}: {path}")
     return 0
 
@@ -128,7 +126,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if not settings.REDIS_URL:
-        raise ClientError("InvalidParameter", "REDIS_URL: the worker takes its jobs from Redis; set REDIS_URL")
+        raise invalid_parameter("REDIS_URL", "the worker takes its jobs from Redis; set REDIS_URL")
     # SimpleWorker runs jobs in this process, so the model is loaded once, not per job.
     worker = SimpleWorker([QUEUE_NAME], connection=connect_redis(settings.REDIS_URL))
     worker.work(burst=args.burst)
@@ -146,7 +144,9 @@ def _warmup(args: argparse.Namespace) -> int:
     url = args.url or settings.LABEL_STUDIO_URL
     api_key = args.api_key or settings.LABEL_STUDIO_API_KEY
     if not url or not api_key:
-        raise ClientError("InvalidParameter", "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or --url, --api-key) are needed")
+        raise ClientError(
+            ErrorCode.INVALID_PARAMETER, "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or --url, --api-key) are needed"
+        )
     if not settings.REDIS_URL:
         print("scribble-seg: warning: REDIS_URL is not set; the embeddings stay in this process only", file=sys.stderr)
     client = LabelStudio(base_url=url, api_key=api_key)
@@ -158,7 +158,7 @@ def _warmup(args: argparse.Namespace) -> int:
         image_url = (task.data or {}).get(config.image_value_key)
         try:
             embed_image(image_url, url, api_key, task.id)
-        except ClientError as error:
+        except ApiError as error:
             failures += 1
             tqdm.write(f"task {task.id}: {error.message}")
     print(f"project {args.project}: {len(tasks) - failures} of {len(tasks)} embeddings ready")
@@ -239,10 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except ClientError as error:
-        print(f"scribble-seg: error: {error.message}", file=sys.stderr)
-        return 2
-    except (EngineUnavailable, SettingsError) as error:
+    except ScribbleSegError as error:  # bad input, settings, engines, weights: the message says what to fix
         print(f"scribble-seg: error: {error}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:

@@ -13,7 +13,7 @@ from .core.compose import RETURN_FORMS, compose_result
 from .core.prompts import PromptError, Prompts, make_prompts
 from .core.refine import REFINE_OPTIONS, feathered_alpha
 from .core.segmenter import Segmenter
-from .errors import ClientError, invalid_parameter
+from .errors import ClientError, ErrorCode, invalid_parameter
 from .io.images import encode_image
 
 RETURN_FORMATS: tuple[str, ...] = ("PNG", "JPG")
@@ -81,7 +81,7 @@ def build_prompts(
         raise invalid_parameter(error.field_name, str(error).split(": ", 1)[-1]) from None
     if not prompts.has_positive_evidence():
         raise ClientError(
-            "InvalidParameter.Scribble",
+            ErrorCode.INVALID_PARAMETER_SCRIBBLE,
             f"{positive_field}: no positive stroke and no current mask: mark the object with at least one stroke",
             field=positive_field,
         )

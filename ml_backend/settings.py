@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .config import defaults_env_path
 from .engine_registry import DEFAULT_ENGINE, ENGINE_NAMES, SAM_MODEL_TYPES
+from .errors import ServerError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = defaults_env_path().parent
@@ -160,7 +161,7 @@ class Settings(BaseSettings):
         return list(self.ALLOWED_FETCH_HOSTS)
 
 
-class SettingsError(ValueError):
+class SettingsError(ServerError, ValueError):
     """A setting from the environment or ``ml_backend/config/defaults.env`` that cannot be used."""
 
 

@@ -18,15 +18,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .engine_registry import CHECKPOINTS, Checkpoint
+from .errors import ServerError
 
 _CHUNK = 1 << 20
 
 
-class ChecksumMismatch(RuntimeError):
+class ChecksumMismatch(ServerError, RuntimeError):
     """A downloaded or present file is not the published one."""
 
 
-class DownloadError(RuntimeError):
+class CheckpointDownloadError(ServerError, RuntimeError):
     """The file could not be fetched (network, HTTP status)."""
 
 
@@ -73,7 +74,7 @@ def download_checkpoint(
     know). A file already there that matches the checksum is kept without any
     network access; one that does not match is replaced only once a verified copy
     has arrived. Raises :class:`ChecksumMismatch` (the partial file is removed) or
-    :class:`DownloadError`.
+    :class:`CheckpointDownloadError`.
     """
     dest_dir = Path(dest_dir).expanduser()
     destination, source_url, expected = _target(name, dest_dir, url, sha256)
@@ -95,9 +96,9 @@ def download_checkpoint(
             # The range starts at the end: the partial file is already complete.
             response = None
         else:
-            raise DownloadError(f"{source_url}: HTTP {error.code} {error.reason}") from error
+            raise CheckpointDownloadError(f"{source_url}: HTTP {error.code} {error.reason}") from error
     except (urllib.error.URLError, OSError) as error:
-        raise DownloadError(f"{source_url}: {error}") from error
+        raise CheckpointDownloadError(f"{source_url}: {error}") from error
 
     if response is not None and response.status != 206:
         resume_from = 0  # the server ignored the range: start over
@@ -130,7 +131,7 @@ def download_checkpoint(
                 received = handle.tell()
             # http.client ends a short body quietly, so the length is checked here.
             if lost is not None or (total is not None and received < total):
-                raise DownloadError(
+                raise CheckpointDownloadError(
                     f"{source_url}: connection lost after {received} of {total or '?'} bytes"
                     f"{f' ({lost})' if lost else ''}; run the download again to resume"
                 ) from lost

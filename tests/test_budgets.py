@@ -147,7 +147,7 @@ def test_large_images_beyond_the_memory_budget_wait_then_get_503(
     client = make_client(tmp_path, ENGINE="geodesic_grabcut", MEMORY_BUDGET_MB=16, MEMORY_WAIT_SECONDS=0.5)
     files = upload_files(512, 512)
     entered, release = threading.Event(), threading.Event()
-    real_segment = scribble_api.segment_inputs
+    real_segment = scribble_api.segmentation.segment_inputs
     calls = []
 
     def first_call_waits(*args: Any, **kwargs: Any) -> Any:
@@ -157,7 +157,7 @@ def test_large_images_beyond_the_memory_budget_wait_then_get_503(
             release.wait(30)
         return real_segment(*args, **kwargs)
 
-    monkeypatch.setattr(scribble_api, "segment_inputs", first_call_waits)
+    monkeypatch.setattr(scribble_api.segmentation, "segment_inputs", first_call_waits)
     first: list[Any] = []
     holder = threading.Thread(target=lambda: first.append(client.post("/", data={"Action": ACTION}, files=files)))
     holder.start()

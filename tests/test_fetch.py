@@ -22,6 +22,7 @@ from PIL import Image
 from ml_backend.errors import ClientError
 from ml_backend.io import fetch
 from ml_backend.io.fetch import OriginRule, fetch_url, parse_allowed_hosts
+from ml_backend.server.http_errors import http_status
 from ml_backend.tools.loopback_host import Exchange, LoopbackHost, trickle
 
 SERVER_ADDRESS = "127.0.0.2"
@@ -175,7 +176,7 @@ def test_allowed_cidr_covers_the_address(server: LocalServer, connections: list)
 
 def test_loopback_refused_without_allow_list(server: LocalServer, connections: list) -> None:
     error = refusal(f"{server.base}/image.png", allowed_hosts=())
-    assert (error.code, error.status, error.field) == ("InvalidImage.Url", 400, "ImageUrl")
+    assert (error.code, http_status(error), error.field) == ("InvalidImage.Url", 400, "ImageUrl")
     assert "loopback" in error.message and "ALLOWED_FETCH_HOSTS" in error.message
     assert connections == [] and server.seen() == []
 
@@ -208,14 +209,14 @@ def test_http_error_names_field_and_status(server: LocalServer, connections: lis
 def test_size_limit_enforced_while_streaming(server: LocalServer, connections: list) -> None:
     started = time.monotonic()
     error = refusal(f"{server.base}/endless")
-    assert (error.code, error.status) == ("InvalidFile.Size", 413)
+    assert (error.code, http_status(error)) == ("InvalidFile.Size", 413)
     assert "ImageUrl" in error.message
     assert time.monotonic() - started < 5
 
 
 def test_declared_length_over_limit_refused_early(server: LocalServer, connections: list) -> None:
     error = refusal(f"{server.base}/declares-huge")
-    assert (error.code, error.status) == ("InvalidFile.Size", 413)
+    assert (error.code, http_status(error)) == ("InvalidFile.Size", 413)
 
 
 def test_body_at_the_limit_accepted(server: LocalServer, connections: list) -> None:
@@ -279,7 +280,7 @@ def test_connect_timeout(connections: list) -> None:
 def test_forbidden_destinations_refused_before_connecting(url: str, reason: str, connections: list) -> None:
     started = time.monotonic()
     error = refusal(url)
-    assert (error.code, error.status, error.field) == ("InvalidImage.Url", 400, "ImageUrl")
+    assert (error.code, http_status(error), error.field) == ("InvalidImage.Url", 400, "ImageUrl")
     assert reason in error.message and "ImageUrl" in error.message
     assert connections == []
     assert time.monotonic() - started < 1
@@ -452,6 +453,6 @@ def test_failures_through_an_origin_rule_read_alike(server: LocalServer, connect
         assert error.code == "InvalidImage.Download"
         messages.append(error.message)
         if port == server.server_port:
-            assert error.http_status == 404  # type: ignore[attr-defined]
+            assert error.upstream_status == 404  # type: ignore[attr-defined]
     assert messages[0] == messages[1], messages
     assert str(closed_port) not in messages[0] and "404" not in messages[1]

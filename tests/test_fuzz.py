@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml_backend.config import labeling_config
-from ml_backend.errors import ClientError
+from ml_backend.errors import ClientError, DownloadError
 from ml_backend.io import fetch
 from ml_backend.labelstudio.config import parse_scribble_config
 from ml_backend.labelstudio.context import context_prompts
@@ -35,6 +35,7 @@ from ml_backend.labelstudio.rle import HEADER_BITS, decode_rle, encode_mask
 from ml_backend.labelstudio.task_strokes import strokes_from_task
 from ml_backend.labelstudio.touches import rasterize_brush_value, rasterize_touches
 from ml_backend.server.app import create_app
+from ml_backend.server.http_errors import http_status
 from ml_backend.settings import Settings
 
 CONFIG = labeling_config()
@@ -50,7 +51,7 @@ FUZZ_SETTINGS = settings(
 
 def _no_name_resolution(host: str, port: int, field: str) -> list:
     # Generated URLs must not reach the network (or wait on DNS): every name is unknown.
-    raise ClientError("InvalidImage.Download", f"{field}: the host {host} cannot be resolved (fuzzing)", field=field)
+    raise DownloadError(field, f"{field}: the host {host} cannot be resolved (fuzzing)")
 
 
 FUZZ_CONFIG = schemathesis.Config.from_dict(
@@ -112,7 +113,7 @@ def _decodes_or_refuses(rle: Any, height: int, width: int) -> np.ndarray | None:
     try:
         mask = decode_rle(rle, height, width)
     except ClientError as error:
-        assert error.status == 400 and error.message.startswith(("rle", "height", "width")), error.message
+        assert http_status(error) == 400 and (error.field or "").startswith(("rle", "height", "width")), error
         mask = None
     assert time.monotonic() - started < PER_INPUT_LIMIT_S
     if mask is not None:
@@ -192,7 +193,7 @@ def test_touches_parser_refuses_random_structures_cleanly(touches: Any, height: 
     try:
         mask = rasterize_touches(touches, np.zeros((height, width), bool))
     except ClientError as error:
-        assert error.message.startswith("value.touches"), error.message
+        assert (error.field or "").startswith("value.touches"), error
     else:
         assert mask.shape == (height, width) and mask.dtype == bool
     assert time.monotonic() - started < PER_INPUT_LIMIT_S
@@ -218,7 +219,7 @@ def test_brush_values_refuse_random_structures_cleanly(value: Any, height: int, 
     try:
         mask = rasterize_brush_value(value, height, width)
     except ClientError as error:
-        assert error.message.startswith("value"), error.message
+        assert (error.field or "").startswith("value"), error
     else:
         assert mask.shape == (height, width)
 
@@ -279,5 +280,5 @@ def test_label_studio_mapping_refuses_random_requests_cleanly(task: Any, context
         prompts = context_prompts(context, SCRIBBLE_CONFIG, height, width, name="params.context")
         assert len(prompts.points) == len(prompts.point_labels)
     except ClientError as error:
-        assert error.status == 400 and error.message.split(":")[0].startswith(("tasks[0]", "params.context")), error
+        assert http_status(error) == 400 and (error.field or "").startswith(("tasks[0]", "params.context")), error
     assert time.monotonic() - started < PER_INPUT_LIMIT_S

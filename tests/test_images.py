@@ -20,6 +20,7 @@ from ml_backend.io.images import (
     encode_image,
     image_format_of,
 )
+from ml_backend.server.http_errors import http_status
 
 RNG = np.random.default_rng(7)
 
@@ -86,14 +87,14 @@ def test_format_is_sniffed_not_taken_from_names() -> None:
 
 def test_empty_file_refused() -> None:
     error = refusal(decode_image, b"")
-    assert (error.code, error.status, error.field) == ("InvalidImage.Content", 400, "ImageUrl")
+    assert (error.code, http_status(error), error.field) == ("InvalidImage.Content", 400, "ImageUrl")
 
 
 def test_image_over_10_mb_refused_with_413() -> None:
     large = encoded(random_rgb(2000, 1800), "BMP")  # ~10.8 MB of valid BMP
     assert len(large) > IMAGE_MAX_BYTES
     error = refusal(decode_image, large, "ImageUrl")
-    assert (error.code, error.status) == ("InvalidFile.Size", 413)
+    assert (error.code, http_status(error)) == ("InvalidFile.Size", 413)
     assert "ImageUrl" in error.message and "10 MB" in error.message
 
 
@@ -101,14 +102,14 @@ def test_mask_over_5_mb_refused_even_if_image_would_pass() -> None:
     mask = encoded(RNG.integers(0, 2, (1450, 1450, 3), dtype=np.uint8) * 255, "BMP")  # ~6.3 MB
     assert MASK_MAX_BYTES < len(mask) < IMAGE_MAX_BYTES
     error = refusal(decode_mask, mask, "MaskImageUrl", (1450, 1450))
-    assert (error.code, error.status, error.field) == ("InvalidFile.Size", 413, "MaskImageUrl")
+    assert (error.code, http_status(error), error.field) == ("InvalidFile.Size", 413, "MaskImageUrl")
     assert "MaskImageUrl" in error.message and "5 MB" in error.message
 
 
 @pytest.mark.parametrize("data", [b"GIF89a" + b"\0" * 100, b"garbage bytes, not an image" * 4, b"%PDF-1.7\n"])
 def test_unaccepted_formats_refused_with_415(data: bytes) -> None:
     error = refusal(decode_image, data, "ImageUrl")
-    assert (error.code, error.status) == ("InvalidImage.Format", 415)
+    assert (error.code, http_status(error)) == ("InvalidImage.Format", 415)
     assert "JPG, JPEG, PNG, BMP, WEBP" in error.message
 
 
@@ -121,7 +122,7 @@ def test_real_gif_refused() -> None:
 def test_sides_outside_32_to_4096_refused(width: int, height: int) -> None:
     data = encoded(np.zeros((height, width), np.uint8), "PNG")
     error = refusal(decode_image, data, "ImageUrl")
-    assert (error.code, error.status) == ("InvalidImage.Resolution", 400)
+    assert (error.code, http_status(error)) == ("InvalidImage.Resolution", 400)
     assert f"{width}x{height}" in error.message and "32" in error.message and "4096" in error.message
     assert "ImageUrl" in error.message
 
@@ -150,7 +151,7 @@ def test_oversized_webp_refused() -> None:
 def test_truncated_files_refused_as_content(image_format: str) -> None:
     data = encoded(random_rgb(200, 200), image_format)
     error = refusal(decode_image, data[: len(data) // 2])
-    assert (error.code, error.status) == ("InvalidImage.Content", 400)
+    assert (error.code, http_status(error)) == ("InvalidImage.Content", 400)
 
 
 def test_corrupt_png_body_refused_as_content() -> None:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from ml_backend.errors import ClientError
 from ml_backend.server.app import create_app
+from ml_backend.server.http_errors import http_status
 from ml_backend.server.result_store import (
     REDIS_RESULT_PREFIX,
     RESULT_NAME,
@@ -99,7 +100,7 @@ def test_folder_store_links_expire_after_the_ttl_and_files_are_purged(tmp_path: 
 
     clock.now += 2  # past the link's expiry
     error = refused(store.open, signed.name, str(signed.expires), signed.signature)
-    assert (error.status, error.code) == (403, "AccessDenied")
+    assert (http_status(error), error.code) == (403, "AccessDenied")
     assert "expired" in error.message and "60 s" in error.message
 
     # Once the store has dropped the file, even a freshly signed link finds nothing.
@@ -107,7 +108,7 @@ def test_folder_store_links_expire_after_the_ttl_and_files_are_purged(tmp_path: 
     assert backend.get(signed.name) is None
     later = store.sign(signed.name, int(clock.now) + 60)
     error = refused(store.open, later.name, str(later.expires), later.signature)
-    assert (error.status, error.code) == (404, "NoSuchKey")
+    assert (http_status(error), error.code) == (404, "NoSuchKey")
     assert not (tmp_path / "results" / signed.name).exists()
 
 
@@ -155,7 +156,7 @@ def test_tampered_links_are_refused(tmp_path: Path, change: str) -> None:
     elif change == "non-numeric expires":
         expires = "²"
     error = refused(store.open, name, expires, signature)
-    assert error.status == 403
+    assert http_status(error) == 403
     assert error.code in ("SignatureDoesNotMatch", "AccessDenied")
     assert "ResultUrl" in error.message
 
@@ -165,7 +166,7 @@ def test_names_that_are_not_results_are_not_found(tmp_path: Path, name: str) -> 
     store = build_result_store(settings_for(tmp_path))
     signed = store.sign(name, int(time.time()) + 60)  # even correctly signed
     error = refused(store.open, name, str(signed.expires), signed.signature)
-    assert (error.status, error.code) == (404, "NoSuchKey")
+    assert (http_status(error), error.code) == (404, "NoSuchKey")
 
 
 def test_configured_signing_key_is_shared_by_stores_without_a_shared_folder(tmp_path: Path) -> None:
@@ -189,7 +190,7 @@ def test_generated_signing_key_is_persisted_private_and_reused(tmp_path: Path) -
     signed = first.save(PNG_BYTES, "image/png")
     assert second.open(signed.name, str(signed.expires), signed.signature).content == PNG_BYTES
     elsewhere = build_result_store(settings_for(tmp_path / "elsewhere"))
-    assert refused(elsewhere.open, signed.name, str(signed.expires), signed.signature).status == 403
+    assert http_status(refused(elsewhere.open, signed.name, str(signed.expires), signed.signature)) == 403
 
 
 def _create_key_and_report(path: str, start: multiprocessing.synchronize.Event, results: multiprocessing.Queue) -> None:

@@ -127,13 +127,13 @@ def seeded_grabcut(monkeypatch: pytest.MonkeyPatch) -> None:
     """GrabCut draws random numbers (k-means) from OpenCV's per-thread generator; seeding
     it just before each segmentation makes equal inputs give equal bytes, so requests
     sent different ways can be compared exactly."""
-    real_cut_out = scribble_api.cut_out
+    real_cut_out = scribble_api.segmentation.cut_out
 
     def seeded_cut_out(*args: Any, **kwargs: Any) -> Any:
         cv2.setRNGSeed(RNG_SEED)
         return real_cut_out(*args, **kwargs)
 
-    monkeypatch.setattr(scribble_api, "cut_out", seeded_cut_out)
+    monkeypatch.setattr(scribble_api.segmentation, "cut_out", seeded_cut_out)
 
 
 def query(scene: Scene, **parameters: str) -> dict[str, str]:
@@ -657,6 +657,13 @@ def test_request_body_over_max_request_mb_is_refused(tmp_path: Path, scene: Scen
     response = client.post(f"/{ACTION}", content=chunks(), headers={"Content-Type": "application/json"})
     assert_error(response, 413, "InvalidFile.Size", "MAX_REQUEST_MB")
 
+    # One limit for the whole server: the Label Studio routes refuse the same body in the same words.
+    oversized = b'{"ImageUrl": "' + b"x" * (1024 * 1024) + b'"}'
+    for path in (f"/{ACTION}", "/predict"):
+        answer = client.post(path, content=oversized, headers={"Content-Type": "application/json"})
+        assert (answer.status_code, answer.json()["Code"]) == (413, "InvalidFile.Size"), path
+        assert answer.json()["Message"] == "request body: larger than the 1 MB allowed (MAX_REQUEST_MB)", path
+
 
 def test_uploads_over_their_limit_are_refused(client: TestClient) -> None:
     upload = {"Image": ("big.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (10 * 1024 * 1024), "image/png")}
@@ -829,14 +836,14 @@ def test_segmentation_runs_off_the_event_loop(
     client: TestClient, scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entered, release = threading.Event(), threading.Event()
-    seeded_cut_out = scribble_api.cut_out
+    seeded_cut_out = scribble_api.segmentation.cut_out
 
     def blocking_cut_out(*args: Any, **kwargs: Any) -> Any:
         entered.set()
         release.wait(20)
         return seeded_cut_out(*args, **kwargs)
 
-    monkeypatch.setattr(scribble_api, "cut_out", blocking_cut_out)
+    monkeypatch.setattr(scribble_api.segmentation, "cut_out", blocking_cut_out)
     outcome: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: outcome.update(response=client.get("/", params=query(scene))))
     worker.start()

@@ -10,7 +10,7 @@ import pytest
 
 from ml_backend.engine_registry import CHECKPOINTS, ENGINES
 from ml_backend.tools.loopback_host import Exchange, LoopbackHost
-from ml_backend.weights import ChecksumMismatch, DownloadError, download_checkpoint, known_checkpoint
+from ml_backend.weights import CheckpointDownloadError, ChecksumMismatch, download_checkpoint, known_checkpoint
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and a bit: several chunks
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -116,7 +116,7 @@ def test_a_complete_partial_file_is_verified_and_renamed(server, tmp_path):
 
 def test_a_cut_connection_keeps_the_part_and_the_next_call_finishes_it(server, tmp_path):
     server.cut_after = 300_000
-    with pytest.raises(DownloadError, match="resume"):
+    with pytest.raises(CheckpointDownloadError, match="resume"):
         fetch(server, tmp_path)
     assert (tmp_path / "weights.pth.part").stat().st_size == 300_000
     assert not (tmp_path / "weights.pth").exists()
@@ -132,7 +132,7 @@ def test_without_a_checksum_the_file_is_accepted_as_served(server, tmp_path):
 
 
 def test_http_errors_and_unknown_names(server, tmp_path):
-    with pytest.raises(DownloadError, match="404"):
+    with pytest.raises(CheckpointDownloadError, match="404"):
         download_checkpoint("x", tmp_path, url=server.url.replace("weights", "missing"), progress=False)
     with pytest.raises(ValueError, match="vit_b"):
         download_checkpoint("not-a-model", tmp_path)

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ServerError
 from .prompts import Prompts
 
 
-class EngineUnavailable(RuntimeError):
+class EngineUnavailable(ServerError, RuntimeError):
     """An engine cannot run here: weights or a package are missing. The message says how to fix it."""
 
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
 
-class PromptError(ValueError):
+
+class PromptError(InputError):
     """Prompts that do not fit the image (shape, dtype, coordinates)."""
 
     def __init__(self, field_name: str, message: str) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
-from ml_backend.errors import ClientError, DownloadError
+from ml_backend.errors import ClientError, DownloadError, ErrorCode
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -34,7 +34,7 @@ _NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class UpstreamStatusError(DownloadError):
-    """The image server answered, but not with the image: ``upstream_status`` is its HTTP status.
+    """The image server answered, but not with the image: ``upstream_status`` is its HTTP status, ``url`` the URL.
 
     A caller with another URL to try (Label Studio's older upload path) tells this
     apart from a refused or unreachable URL, which no other path would fix.
@@ -42,7 +42,6 @@ class UpstreamStatusError(DownloadError):
 
     def __init__(self, field: str, upstream_status: int, url: str) -> None:
         super().__init__(field, f"{field}: the server answered HTTP {upstream_status} for {url}", upstream_status)
-        self.upstream_status = upstream_status
         self.url = url
 
 
@@ -167,13 +166,13 @@ def _rule_for(target: _Target, origin_rules: Sequence[OriginRule]) -> OriginRule
 
 
 def _uniform(error: DownloadError, field: str, rule: OriginRule | None) -> DownloadError:
-    """Through an origin rule, every failure reads the same (``http_status`` is kept for the caller)."""
+    """Through an origin rule, every failure reads the same (``upstream_status`` is kept for the caller)."""
     if rule is None or not rule.uniform_errors:
         return error
     return DownloadError(
         field,
         f"{field}: the file could not be downloaded from Label Studio (no answer, an error status, or too slow)",
-        error.http_status,
+        error.upstream_status,
     )
 
 
@@ -195,7 +194,7 @@ def _parse_target(url: str, field: str, via: str | None) -> _Target:
     context = f" (redirected from {via})" if via else ""
 
     def refuse(reason: str) -> ClientError:
-        return ClientError("InvalidParameter", f"{field}: {reason}{context}", field=field)
+        return ClientError(ErrorCode.INVALID_PARAMETER, f"{field}: {reason}{context}", field=field)
 
     if any(ord(character) > 127 for character in url):
         raise refuse("the URL contains non-ASCII characters; percent-encode them")
@@ -245,7 +244,7 @@ def _checked_address(
             # What a name resolves to is the server's business: say only that it is refused.
             what = f"is a {reason} address" if literal else "resolves to an address of the server's own networks"
             raise ClientError(
-                "InvalidImage.Url",
+                ErrorCode.INVALID_IMAGE_URL,
                 f"{field}: {target.host} {what}; the server fetches nothing from "
                 f"its own networks unless allowed with ALLOWED_FETCH_HOSTS",
                 field=field,
@@ -352,10 +351,9 @@ def _read_limited(
     timeout: urllib3.Timeout,
 ) -> bytes:
     too_large = ClientError(
-        "InvalidFile.Size",
+        ErrorCode.INVALID_FILE_SIZE,
         f"{field}: the file is larger than the {max_bytes / (1024 * 1024):g} MB allowed",
         field=field,
-        status=413,
     )
     declared_length = response.headers.get("Content-Length", "")
     if declared_length.isdigit() and int(declared_length) > max_bytes:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import BmpImagePlugin, ExifTags, Image, ImageOps, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 
-from ml_backend.errors import ClientError
+from ml_backend.errors import ClientError, ErrorCode
 
 MEGABYTE = 1024 * 1024
 IMAGE_MAX_BYTES = 10 * MEGABYTE
@@ -82,7 +82,7 @@ def decode_mask(
         image_height, image_width = image_shape[:2]
         if (height, width) != (image_height, image_width):
             raise ClientError(
-                "InvalidImage.Resolution",
+                ErrorCode.INVALID_IMAGE_RESOLUTION,
                 f"{field}: resolution {width}x{height} differs from the image's "
                 f"{image_width}x{image_height}; masks and stroke images must match the image",
                 field=field,
@@ -109,7 +109,7 @@ def encode_image(array: np.ndarray, image_format: str) -> bytes:
     normalised_format = image_format.upper()
     if normalised_format not in ("PNG", "JPG", "JPEG"):
         raise ClientError(
-            "InvalidParameter",
+            ErrorCode.INVALID_PARAMETER,
             f"ReturnFormat: {image_format!r} is not supported; use PNG or JPG",
             field="ReturnFormat",
         )
@@ -118,7 +118,7 @@ def encode_image(array: np.ndarray, image_format: str) -> bytes:
         raise ValueError(f"encode_image needs HxW, HxWx3 or HxWx4 pixels, got shape {array.shape}")
     if normalised_format != "PNG" and channel_count == 4:
         raise ClientError(
-            "InvalidParameter",
+            ErrorCode.INVALID_PARAMETER,
             "ReturnFormat/ReturnForm: JPG cannot carry alpha; use ReturnFormat=PNG "
             "or ReturnForm=only_alpha or white_background",
             field="ReturnFormat",
@@ -140,16 +140,15 @@ def encode_image(array: np.ndarray, image_format: str) -> bytes:
 def _open_checked(data: bytes, field: str, max_bytes: int) -> Image.Image:
     """Open the header only, after the byte-level checks; refuse sizes outside the limits."""
     if not data:
-        raise ClientError("InvalidImage.Content", f"{field}: the file is empty", field=field)
+        raise ClientError(ErrorCode.INVALID_IMAGE_CONTENT, f"{field}: the file is empty", field=field)
     if len(data) > max_bytes:
         raise file_too_large(field, max_bytes, len(data))
     image_format = image_format_of(data)
     if image_format is None:
         raise ClientError(
-            "InvalidImage.Format",
+            ErrorCode.INVALID_IMAGE_FORMAT,
             f"{field}: the file is not an accepted image format; accepted: {', '.join(ACCEPTED_FORMATS)}",
             field=field,
-            status=415,
         )
     with _refusing_bad_content(field, "header claims", f"the {image_format} header cannot be read"):
         image = _PLUGIN_BY_FORMAT[image_format](io.BytesIO(data))
@@ -162,7 +161,7 @@ def _open_checked(data: bytes, field: str, max_bytes: int) -> Image.Image:
 
 def _resolution_error(field: str, what: str) -> ClientError:
     return ClientError(
-        "InvalidImage.Resolution",
+        ErrorCode.INVALID_IMAGE_RESOLUTION,
         f"{field}: {what}; each side must be between {MIN_SIDE} and {MAX_SIDE} pixels",
         field=field,
     )
@@ -176,16 +175,15 @@ def _refusing_bad_content(field: str, claimant: str, unreadable: str) -> Iterato
     except Image.DecompressionBombError:
         raise _resolution_error(field, f"the {claimant} far more pixels than allowed") from None
     except Exception as error:
-        raise ClientError("InvalidImage.Content", f"{field}: {unreadable} ({error})", field=field) from None
+        raise ClientError(ErrorCode.INVALID_IMAGE_CONTENT, f"{field}: {unreadable} ({error})", field=field) from None
 
 
 def file_too_large(field: str, max_bytes: int, size: int) -> ClientError:
-    """413 for an input of ``size`` bytes over its limit of ``max_bytes``."""
+    """The error for an input of ``size`` bytes over its limit of ``max_bytes``."""
     return ClientError(
-        "InvalidFile.Size",
+        ErrorCode.INVALID_FILE_SIZE,
         f"{field}: the file is {size / MEGABYTE:.1f} MB; at most {max_bytes / MEGABYTE:g} MB is allowed",
         field=field,
-        status=413,
     )
 
 
@@ -195,7 +193,9 @@ def _upright_size(image: Image.Image, field: str) -> tuple[int, int]:
     try:
         orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception as error:
-        raise ClientError("InvalidImage.Content", f"{field}: the file is corrupt ({error})", field=field) from None
+        raise ClientError(
+            ErrorCode.INVALID_IMAGE_CONTENT, f"{field}: the file is corrupt ({error})", field=field
+        ) from None
     return (height, width) if orientation in _SIDE_SWAPPING_ORIENTATIONS else (width, height)
 
 

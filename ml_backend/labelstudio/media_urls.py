@@ -24,10 +24,12 @@ import json
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from ..errors import InputError
+
 CLOUD_SCHEMES = ("s3:", "gs:", "azure-blob:")
 
 
-class MediaUrlError(ValueError):
+class MediaUrlError(InputError):
     """A task's image reference that cannot be turned into a URL; ``reason`` says why."""
 
     def __init__(self, reference: str, reason: str) -> None:

@@ -290,9 +290,7 @@ def rasterize_touches(touches: object, base: np.ndarray, field: str = "value.tou
 
 def _with_prefix(error: ClientError, prefix: str) -> ClientError:
     """The same error, its field named inside the region (``rle`` -> ``result[2].value.rle``)."""
-    field = error.field or ""
-    message = error.message[len(field) + 2 :] if error.message.startswith(f"{field}: ") else error.message
-    return invalid_parameter(f"{prefix}.{field}", message)
+    return invalid_parameter(f"{prefix}.{error.field or ''}", error.reason)
 
 
 def rasterize_brush_value(value: dict, height: int, width: int, field: str = "value") -> np.ndarray:

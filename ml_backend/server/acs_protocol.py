@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from ..errors import ClientError
+from ..errors import ClientError, ErrorCode
 
 ACTION_HEADER = "x-acs-action"
 VERSION_HEADER = "x-acs-version"
@@ -69,10 +69,9 @@ def access_key_id(request: Request) -> str | None:
 
 def action_not_found(action: str, known: tuple[str, ...]) -> ClientError:
     return ClientError(
-        "InvalidAction.NotFound",
+        ErrorCode.INVALID_ACTION_NOT_FOUND,
         f"Action: {action[:100]!r} is not an action of this server; it serves {', '.join(known)}",
         field="Action",
-        status=404,
     )
 
 
@@ -89,7 +88,7 @@ def error_content(request: Request, error: ClientError, request_id: str, public_
     return {
         "RequestId": request_id,
         "HostId": host_id(request, public_url),
-        "Code": error.code,
+        "Code": error.code.value,
         "Message": error.message,
         "Recommend": f"{base_url}/docs (this server's API reference; errors name the parameter and the limit)",
     }

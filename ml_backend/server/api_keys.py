@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from ..errors import ClientError
+from ..errors import ClientError, ErrorCode
 from .acs_protocol import ACTION_HEADER, access_key_id
 
 # auto_error=False: these only read the headers (and document them in OpenAPI);
@@ -36,10 +36,9 @@ def key_is_valid(presented: str | None, configured_keys: Sequence[str]) -> bool:
 def invalid_api_key() -> ClientError:
     # Deliberately the same message whether the key was missing, malformed or wrong.
     return ClientError(
-        "InvalidApiKey",
+        ErrorCode.INVALID_API_KEY,
         "a valid API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
         "(or, with an Alibaba Cloud SDK, as the access key id)",
-        status=401,
     )
 
 

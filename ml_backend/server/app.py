@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from ..errors import ClientError, Overloaded
+from ..errors import ApiError, ErrorCode, invalid_parameter
 from ..settings import Settings, get_settings
 from .docs_access import DocsAccessMiddleware
 from .fetch_pool import FetchPool
+from .http_errors import http_status, retry_headers
 from .labelstudio_api import router as labelstudio_router
 from .labelstudio_predictor import LabelStudioPredictor
 from .log_redaction import client_disconnected, install_log_redaction
@@ -28,7 +29,7 @@ from .task_images import TaskImageLoader
 logger = logging.getLogger("ml_backend")
 
 # Routing refusals (no such path, method not allowed) in the same shape as every other error.
-HTTP_ERROR_CODES = {404: "NotFound", 405: "MethodNotAllowed"}
+HTTP_ERROR_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,13 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DocsAccessMiddleware, settings=settings)
     app.add_exception_handler(ClientDisconnect, client_disconnected)  # type: ignore[arg-type]
 
-    @app.exception_handler(ClientError)
-    async def client_error(request: Request, error: ClientError) -> JSONResponse:
-        headers = {"Retry-After": str(error.retry_after_seconds)} if isinstance(error, Overloaded) else None
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
         return JSONResponse(
-            status_code=error.status,
-            content={"RequestId": str(uuid.uuid4()), "Code": error.code, "Message": error.message},
-            headers=headers,
+            status_code=http_status(error),
+            content={"RequestId": str(uuid.uuid4()), "Code": error.code.value, "Message": error.message},
+            headers=retry_headers(error) or None,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=error.status_code,
             content={
                 "RequestId": str(uuid.uuid4()),
-                "Code": HTTP_ERROR_CODES.get(error.status_code, "HTTPError"),
+                "Code": HTTP_ERROR_CODES.get(error.status_code, ErrorCode.HTTP_ERROR).value,
                 "Message": f"{request.method} {request.url.path[:200]}: {error.detail}",
             },
             headers=error.headers,
@@ -83,10 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "request"
-        return JSONResponse(
-            status_code=400,
-            content={"RequestId": str(uuid.uuid4()), "Code": "InvalidParameter", "Message": f"{where}: {first.get('msg', 'invalid')}"},
-        )
+        return await api_error(request, invalid_parameter(where, str(first.get("msg", "invalid"))))
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
@@ -94,7 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.exception("request %s failed", request_id)
         return JSONResponse(
             status_code=500,
-            content={"RequestId": request_id, "Code": "InternalError", "Message": "internal error; see the server log"},
+            content={
+                "RequestId": request_id,
+                "Code": ErrorCode.INTERNAL_ERROR.value,
+                "Message": "internal error; see the server log",
+            },
         )
 
     @app.get("/health")

@@ -16,6 +16,7 @@ import uuid
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..errors import ErrorCode
 from ..settings import Settings
 from .api_keys import key_is_valid
 
@@ -73,7 +74,7 @@ class DocsAccessMiddleware:
             if not credentials_ok(Headers(scope=scope), self.settings):
                 body = json.dumps({
                     "RequestId": str(uuid.uuid4()),
-                    "Code": "Unauthorized",
+                    "Code": ErrorCode.UNAUTHORIZED.value,
                     "Message": f"{scope['path'][:200]}: authentication required (basic auth or an API key)",
                 }).encode()
                 await send({

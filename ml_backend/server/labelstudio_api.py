@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ClientError, invalid_parameter
+from ..errors import ClientError, ErrorCode
 from ..labelstudio.touches import check_touch_count
 from .docs_access import basic_auth_ok
 from .labelstudio_origin import require_json
 from .labelstudio_predictor import LabelStudioPredictor
+from .request_body import limited_request, parse_json_object
 
 
 def require_basic_auth(request: Request) -> None:
@@ -21,7 +20,7 @@ def require_basic_auth(request: Request) -> None:
     if not (settings.BASIC_AUTH_USER and settings.BASIC_AUTH_PASS):
         return
     if not basic_auth_ok(request.headers.get("authorization", ""), settings):
-        raise ClientError("Unauthorized", "authentication required", status=401)
+        raise ClientError(ErrorCode.UNAUTHORIZED, "authentication required")
 
 
 router = APIRouter(tags=["Label Studio ML backend"], dependencies=[Depends(require_basic_auth)])
@@ -30,30 +29,11 @@ router = APIRouter(tags=["Label Studio ML backend"], dependencies=[Depends(requi
 async def _json_object(request: Request) -> dict:
     require_json(request)
     limit_mb = request.app.state.service.settings.MAX_REQUEST_MB
-    too_large = ClientError("InvalidFile.Size", f"body: larger than {limit_mb} MB (MAX_REQUEST_MB)", status=413)
-    declared_length = request.headers.get("content-length", "")
-    if declared_length.isdigit() and int(declared_length) > limit_mb * 1024 * 1024:
-        raise too_large
-    # Counted while it streams in: a chunked body has no length to check up front.
-    chunks, received = [], 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit_mb * 1024 * 1024:
-            raise too_large
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await limited_request(request, limit_mb).body()
     # Before parsing: a body of 300,000 tiny touches costs far more to parse and paint
     # than its size suggests, and is refused from a count of its bytes.
     check_touch_count(raw, "body")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise invalid_parameter("body", f"is not valid JSON ({error})") from None
-    except RecursionError:
-        raise invalid_parameter("body", "is not valid JSON: nested too deeply") from None
-    if not isinstance(body, dict):
-        raise invalid_parameter("body", "must be a JSON object")
-    return body
+    return parse_json_object(raw)
 
 
 def _predictor(request: Request) -> LabelStudioPredictor:

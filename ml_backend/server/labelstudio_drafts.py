@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import urllib3
 
-from ..errors import ClientError
+from ..errors import ClientError, ServerError
 from ..io.fetch import fetch_url
 from .labelstudio_origin import label_studio_rule
 
@@ -35,7 +35,7 @@ ACCESS_TOKEN_REUSE_SECONDS = 120.0
 PROMPT_TYPES = ("keypointlabels", "rectanglelabels")
 
 
-class DraftsUnavailable(Exception):
+class DraftsUnavailable(ServerError):
     """Label Studio's drafts could not be read; ``reason`` says why in the annotator's words."""
 
     def __init__(self, reason: str) -> None:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from ..errors import ClientError, invalid_parameter
+from ..errors import ClientError, ErrorCode, invalid_parameter
 from ..io.fetch import OriginRule
 from ..settings import Settings
 
@@ -137,8 +137,7 @@ def require_json(request: Request) -> None:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != JSON_MEDIA_TYPE and not media_type.endswith("+json"):
         raise ClientError(
-            "UnsupportedMediaType",
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"body: Content-Type must be {JSON_MEDIA_TYPE}, not {media_type[:100] or 'missing'}",
             field="Content-Type",
-            status=415,
         )

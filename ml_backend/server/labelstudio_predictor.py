@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..core.prompts import PromptError, make_prompts
-from ..errors import ClientError, invalid_parameter
+from ..errors import ApiError, ClientError, invalid_parameter
 from ..labelstudio.config import ScribbleConfig, parse_scribble_config
 from ..labelstudio.instances import Stroke, plan_instance
 from ..labelstudio.context import context_prompts
@@ -87,7 +87,7 @@ class LabelStudioPredictor:
             try:
                 with painting_budget():
                     results.append(self._batch(task, config, project, f"tasks[{index}]"))
-            except ClientError as error:
+            except ApiError as error:
                 # One bad task must not cost the others their predictions.
                 logger.info("batch task %s skipped: %s", index, error.message)
                 results.append({"result": [], "score": 0.0, "model_version": self.service.model_version, "error": error.message})

@@ -37,7 +37,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import ClientError
+from ..errors import ClientError, ErrorCode
 from ..io.images import IMAGE_MAX_BYTES, file_too_large
 from ..settings import Settings
 from .acs_protocol import ACTION_HEADER
@@ -63,7 +63,7 @@ def bucket_and_endpoint(host: str) -> tuple[str, str]:
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     if name.startswith("[") or "." not in name:
         raise ClientError(
-            "InvalidParameter.Endpoint",
+            ErrorCode.INVALID_PARAMETER_ENDPOINT,
             f"open_platform_endpoint: {host!r} has no dot; the SDK uploads to '{{bucket}}.{{endpoint}}', so "
             "address this server by an IPv4 address or a dotted host name (or set PUBLIC_URL to one)",
             field="open_platform_endpoint",
@@ -102,8 +102,8 @@ def is_post_object(request: Request, fields: Mapping[str, Any], form: FormData |
     return all(name in fields for name in POST_OBJECT_FIELDS)
 
 
-def _refused(message: str, code: str = "AccessDenied", status: int = 403) -> ClientError:
-    return ClientError(code, message, status=status)
+def _refused(message: str, code: ErrorCode = ErrorCode.ACCESS_DENIED) -> ClientError:
+    return ClientError(code, message)
 
 
 def _checked_name(fields: Mapping[str, Any], store: ResultStore) -> str:
@@ -114,7 +114,7 @@ def _checked_name(fields: Mapping[str, Any], store: ResultStore) -> str:
         policy_key = next(condition["key"] for condition in policy["conditions"] if isinstance(condition, dict))
     except (binascii.Error, ValueError, KeyError, TypeError, StopIteration):
         raise _refused(
-            "policy: not a policy from AuthorizeFileUpload; call it for each upload", "InvalidPolicyDocument", 400
+            "policy: not a policy from AuthorizeFileUpload; call it for each upload", ErrorCode.INVALID_POLICY_DOCUMENT
         ) from None
     match = OBJECT_KEY.match(str(policy_key))
     if match is None or fields["key"] != policy_key:
@@ -127,7 +127,7 @@ def _checked_name(fields: Mapping[str, Any], store: ResultStore) -> str:
     if not hmac.compare_digest(expected.encode(), str(fields["Signature"]).encode("utf-8", "replace")):
         raise _refused(
             "Signature: does not match the policy; send the EncodedPolicy and Signature AuthorizeFileUpload returned",
-            "SignatureDoesNotMatch",
+            ErrorCode.SIGNATURE_DOES_NOT_MATCH,
         )
     if expires < store.clock():
         raise _refused(f"policy: expired at {policy['expiration']}; call AuthorizeFileUpload again")
@@ -143,17 +143,18 @@ async def post_object(request: Request, form: FormData, store: ResultStore) -> R
     name = _checked_name(fields, store)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
-        raise ClientError("InvalidArgument", "file: the form upload has no file part named 'file'", field="file")
+        raise ClientError(
+            ErrorCode.INVALID_ARGUMENT, "file: the form upload has no file part named 'file'", field="file"
+        )
     content = await upload.read(IMAGE_MAX_BYTES + 1)
     if len(content) > IMAGE_MAX_BYTES:
         raise ClientError(
-            "InvalidFile.Size",
+            ErrorCode.INVALID_FILE_SIZE,
             f"file: larger than the {IMAGE_MAX_BYTES // (1024 * 1024)} MB allowed",
             field="file",
-            status=413,
         )
     if not content:
-        raise ClientError("InvalidArgument", "file: the uploaded file is empty", field="file")
+        raise ClientError(ErrorCode.INVALID_ARGUMENT, "file: the uploaded file is empty", field="file")
     await run_in_threadpool(store.backend.put, name, content, store.ttl_seconds + 1)
     key = OBJECT_PREFIX + name
     body = {
@@ -189,7 +190,7 @@ def upload_name_of(url: str, request: Request, settings: Settings) -> str | None
     match = OBJECT_KEY.match(key)
     if match is None:
         raise ClientError(
-            "InvalidImage.Url",
+            ErrorCode.INVALID_IMAGE_URL,
             f"{url[:120]}: not an object uploaded to this server (uploads/<32 hex>.bin from AuthorizeFileUpload)",
         )
     return match.group(1)
@@ -208,7 +209,7 @@ def read_upload(store: ResultStore, name: str, field: str, max_bytes: int) -> by
     content = store.backend.get(name)
     if content is None:
         raise ClientError(
-            "InvalidImage.Download",
+            ErrorCode.INVALID_IMAGE_DOWNLOAD,
             f"{field}: the upload {OBJECT_PREFIX}{name} is unknown or has expired "
             f"(uploads are kept {store.ttl_seconds} s, RESULT_TTL_SECONDS)",
             field=field,

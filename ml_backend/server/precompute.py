@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from ..errors import ClientError
+from ..errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ThreadPrecomputer:
     def _run(self, image_url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> None:
         try:
             self._embed_url(image_url, hostname, access_token, task_id)
-        except ClientError as error:
+        except ApiError as error:
             logger.info("precompute skipped: %s", error.message)
         except Exception:  # a background job must never take the worker down
             logger.exception("precompute failed")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from ..errors import ClientError
+from ..errors import ClientError, ErrorCode, Unavailable
 from ..settings import Settings
 from .disk_quota import enforce_disk_quota
 
@@ -292,11 +292,9 @@ class ResultStore:
                         key = self._fetch_signing_key()
                     except Exception as error:
                         logger.warning("result store: cannot read the shared signing key (%s)", type(error).__name__)
-                        raise ClientError(
-                            "ServiceUnavailable",
+                        raise Unavailable(
                             "the result store cannot be reached to read its signing key; try again shortly "
-                            "(or set RESULT_SIGNING_KEY)",
-                            status=503,
+                            "(or set RESULT_SIGNING_KEY)"
                         ) from None
                     self._signing_key = _checked_key(key)
         assert self._signing_key is not None
@@ -321,26 +319,23 @@ class ResultStore:
             raise _not_found(name)
         if not expires or not signature:
             raise ClientError(
-                "AccessDenied",
+                ErrorCode.ACCESS_DENIED,
                 "ResultUrl: the Expires and Signature query parameters are required; "
                 "use the ResultUrl exactly as returned",
-                status=403,
             )
         well_formed = expires.isascii() and expires.isdigit() and len(expires) <= 12
         if not well_formed or not hmac.compare_digest(
             self._signature(name, int(expires)).encode(), signature.encode("utf-8", "replace")
         ):
             raise ClientError(
-                "SignatureDoesNotMatch",
+                ErrorCode.SIGNATURE_DOES_NOT_MATCH,
                 "ResultUrl: the signature does not match; use the ResultUrl exactly as returned",
-                status=403,
             )
         if int(expires) < self.clock():
             raise ClientError(
-                "AccessDenied",
+                ErrorCode.ACCESS_DENIED,
                 f"ResultUrl: expired at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(int(expires)))}; "
                 f"results are kept {self.ttl_seconds} s (RESULT_TTL_SECONDS)",
-                status=403,
             )
         content = self.backend.get(name)
         if content is None:
@@ -362,7 +357,9 @@ def _checked_key(key: bytes) -> bytes:
 
 
 def _not_found(name: str) -> ClientError:
-    return ClientError("NoSuchKey", f"ResultUrl: no result named {name[:64]!r}; it may have expired", status=404)
+    return ClientError(
+        ErrorCode.NO_SUCH_KEY, f"ResultUrl: no result named {name[:64]!r}; it may have expired", field="ResultUrl"
+    )
 
 
 def build_result_store(settings: Settings, clock: Clock = time.time) -> ResultStore:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.cache import KeyLocks, image_digest
-from ..errors import ClientError, DownloadError
+from ..errors import ClientError, ErrorCode, DownloadError
 from ..io.fetch import fetch_url
 from ..io.images import IMAGE_MAX_BYTES, decode_image
 from ..labelstudio.media_urls import MediaUrlError, resolve_media_urls
@@ -64,7 +64,7 @@ class TaskImageLoader:
 
     def load(self, url: str, hostname: str | None, access_token: str | None, task_id: int | None) -> LoadedImage:
         if not isinstance(url, str) or not url:
-            raise ClientError("InvalidParameter", "task.data: the image URL is missing", field="task.data")
+            raise ClientError(ErrorCode.INVALID_PARAMETER, "task.data: the image URL is missing", field="task.data")
         with self._downloads(url):
             with self._lock:
                 cached = self._images.get(url)
@@ -86,7 +86,7 @@ class TaskImageLoader:
         try:
             media = resolve_media_urls(url, hostname, access_token, task_id)
         except MediaUrlError as error:
-            raise ClientError("InvalidImage.Url", f"task.data: {error}", field="task.data") from None
+            raise ClientError(ErrorCode.INVALID_IMAGE_URL, f"task.data: {error}", field="task.data") from None
         first_failure: DownloadError | None = None
         for candidate in media.candidates:
             try:
@@ -100,7 +100,7 @@ class TaskImageLoader:
                 )
                 break
             except DownloadError as error:
-                if error.http_status is None:
+                if error.upstream_status is None:
                     raise
                 # Label Studio on a plain file system answers 4xx on the storage proxy
                 # and serves the older upload path: try the next URL, report the first.

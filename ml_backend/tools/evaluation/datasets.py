@@ -16,12 +16,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ...errors import ServerError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: Separates an image stem from a per-annotator tag in scribble file names.
 ANNOTATION_SEPARATOR = "__"
 
 
-class DatasetError(ValueError):
+class DatasetError(ServerError, ValueError):
     """A dataset folder that does not have the expected layout; the message names the path."""
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from ...core.engine import Embedding, Engine, Prediction
 from ...core.prompts import Prompts, make_prompts
+from ...errors import ServerError
 from . import metrics, robot
 from .datasets import LoadedSample, Sample, load_sample
 
@@ -136,7 +137,7 @@ class SampleResult:
         return details
 
 
-class NothingToStroke(ValueError):
+class NothingToStroke(ServerError, ValueError):
     """The robot cannot start a sample: its object has no pixel outside the void."""
 
 
