@@ -11,9 +11,9 @@ from PIL import Image
 from ml_backend.cli import main
 from ml_backend.core.refine import boundary_band
 
+from .support.data import shared_dataset
 from .synthetic import disc_scene, iou, scribbles_for
 
-DATASETS = Path(os.environ.get("SCRIBBLE_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 SCRIPT = Path(sys.executable).with_name("scribble-seg")
 
 
@@ -126,11 +126,12 @@ def test_a_new_user_cuts_out_grabcut_images_from_the_console_script(tmp_path):
     """As in the README: the benchmark's strokes split into positive (255) and negative (128) files."""
     assert SCRIPT.exists(), f"console script missing at {SCRIPT}: install the package"
     # Images where plain OpenCV grabCut already reaches IoU 0.85 with set-2 strokes.
+    grabcut = shared_dataset("GrabCut")
     for stem in ("llama", "teddy"):
-        scribbles = np.asarray(Image.open(DATASETS / "GrabCut" / "scribbles_set2" / f"{stem}.png").convert("L"))
+        scribbles = np.asarray(Image.open(grabcut / "scribbles_set2" / f"{stem}.png").convert("L"))
         positive = _save(tmp_path / f"{stem}-pos.png", np.where(scribbles == 255, 255, 0).astype(np.uint8))
         negative = _save(tmp_path / f"{stem}-neg.png", np.where(scribbles == 128, 255, 0).astype(np.uint8))
-        image_path = next((DATASETS / "GrabCut" / "images").glob(f"{stem}.*"))
+        image_path = next((grabcut / "images").glob(f"{stem}.*"))
         output = tmp_path / f"{stem}-cut.png"
         run = subprocess.run(
             [str(SCRIPT), "segment", str(image_path), "--positive", positive, "--negative", negative, "-o", str(output)],
@@ -139,7 +140,7 @@ def test_a_new_user_cuts_out_grabcut_images_from_the_console_script(tmp_path):
         assert run.returncode == 0, run.stderr
         result = Image.open(output)
         assert result.mode == "RGBA"
-        truth = np.asarray(Image.open(DATASETS / "GrabCut" / "masks" / f"{stem}.png").convert("L")) > 127
+        truth = np.asarray(Image.open(grabcut / "masks" / f"{stem}.png").convert("L")) > 127
         assert iou(np.asarray(result)[:, :, 3] > 127, truth) >= 0.85, stem
 
 
