@@ -58,6 +58,9 @@ def png_bytes() -> bytes:
 
 
 IMAGE = png_bytes()
+# How long /sleeps and /trickles hold a request unless released: any timeout under test
+# is far shorter, so a refusal well before it shows the timeout, whatever the machine's load.
+SERVER_HOLDS_S = 20.0
 
 
 @dataclass
@@ -109,14 +112,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"\0" * 100)
         elif path == "/sleeps":
-            seen.release.wait(10)
+            seen.release.wait(SERVER_HOLDS_S)
             self.reply(200, IMAGE)
         elif path == "/trickles":
             self.send_response(200)
             self.send_header("Content-Length", str(MAX_BYTES))
             self.end_headers()
             try:
-                while not seen.release.wait(0.05):
+                trickle_ends = time.monotonic() + SERVER_HOLDS_S
+                while not seen.release.wait(0.05) and time.monotonic() < trickle_ends:
                     self.wfile.write(b"\0")
                     self.wfile.flush()
             except OSError:
@@ -271,7 +275,8 @@ def test_silent_server_times_out(server: LocalServer, connections: list) -> None
     elapsed = time.monotonic() - started
     assert error.code == "InvalidImage.Download"
     assert "timed out after 0.3 s" in error.message and "ImageUrl" in error.message
-    assert elapsed < 3
+    # It waited its read timeout, and gave up long before the server would have answered.
+    assert 0.3 <= elapsed < SERVER_HOLDS_S / 2
 
 
 def test_trickling_server_stopped_by_the_overall_deadline(server: LocalServer, connections: list) -> None:
@@ -279,7 +284,9 @@ def test_trickling_server_stopped_by_the_overall_deadline(server: LocalServer, c
     error = refusal(f"{server.base}/trickles", connect_timeout=0.2, read_timeout=0.5)
     elapsed = time.monotonic() - started
     assert error.code == "InvalidImage.Download" and "timed out after 0.7 s" in error.message
-    assert elapsed < 3
+    # Each byte comes within the read timeout: only the overall deadline stops it, and the
+    # server trickles until released (SERVER_HOLDS_S), so an answer before that is the deadline's.
+    assert 0.7 <= elapsed < SERVER_HOLDS_S / 2
 
 
 def test_connect_timeout(connections: list) -> None:
@@ -293,7 +300,8 @@ def test_connect_timeout(connections: list) -> None:
             error = refusal(f"http://{SERVER_ADDRESS}:{port}/", connect_timeout=0.3, read_timeout=1)
             elapsed = time.monotonic() - started
     assert error.code == "InvalidImage.Download" and "timed out after 0.3 s" in error.message
-    assert elapsed < 3
+    # The connect timeout was waited, not the whole deadline's worth of retries.
+    assert elapsed >= 0.3
 
 
 @pytest.mark.parametrize(
@@ -319,12 +327,10 @@ def test_connect_timeout(connections: list) -> None:
     ],
 )
 def test_forbidden_destinations_refused_before_connecting(url: str, reason: str, connections: list) -> None:
-    started = time.monotonic()
     error = refusal(url)
     assert (error.code, error.status, error.field) == ("InvalidImage.Url", 400, "ImageUrl")
     assert reason in error.message and "ImageUrl" in error.message
-    assert connections == []
-    assert time.monotonic() - started < 1
+    assert connections == []  # refused before any connection was tried
 
 
 @pytest.mark.parametrize(
@@ -455,9 +461,10 @@ def test_refused_connection_reported_as_download_error(connections: list) -> Non
         probe.bind((SERVER_ADDRESS, 0))
         closed_port = probe.getsockname()[1]  # nothing listens once the probe is closed
     started = time.monotonic()
-    error = refusal(f"http://{SERVER_ADDRESS}:{closed_port}/image.png")
+    error = refusal(f"http://{SERVER_ADDRESS}:{closed_port}/image.png", connect_timeout=30)
     assert error.code == "InvalidImage.Download" and "could not connect" in error.message
-    assert time.monotonic() - started < 2
+    # Refused at once, not retried until the connect timeout ran out.
+    assert time.monotonic() - started < 30 / 2
 
 
 def test_a_malformed_url_is_a_client_error_not_a_crash():
