@@ -29,8 +29,8 @@ from ml_backend.tools.evaluation.datasets import split_scribbles
 from ml_backend.tools.evaluation.metrics import iou
 from ml_backend.tools.loopback_host import LoopbackHost
 from tests.support.backend_server import BackendServer
+from tests.support.data import shared_dataset
 
-DATASETS = Path(os.environ.get("SCRIBBLE_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 API_KEY = "sdk-test-key-0123456789"
 IMAGE_NAME = "teddy"
 
@@ -68,7 +68,7 @@ def png(array: np.ndarray) -> bytes:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
     folder = tmp_path_factory.mktemp("sdk-files")
-    grabcut = DATASETS / "GrabCut"
+    grabcut = shared_dataset("GrabCut")
     image = np.asarray(Image.open(next((grabcut / "images").glob(f"{IMAGE_NAME}.*"))).convert("RGB"))
     truth = np.asarray(Image.open(grabcut / "masks" / f"{IMAGE_NAME}.png").convert("L")) > 127
     scribbles = np.asarray(Image.open(grabcut / "scribbles_set2" / f"{IMAGE_NAME}.png").convert("L"))

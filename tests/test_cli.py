@@ -4,17 +4,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from ml_backend.cli import main
+from ml_backend.cli import build_parser, main
 from ml_backend.core.refine import boundary_band
 
+from .support.data import shared_dataset
 from .synthetic import disc_scene, iou, scribbles_for
 
-DATASETS = Path(os.environ.get("SCRIBBLE_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 SCRIPT = Path(sys.executable).with_name("scribble-seg")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _save(path: Path, array: np.ndarray) -> str:
@@ -55,12 +57,22 @@ def test_segment_writes_each_return_form(files, form, image_format, mode, channe
     assert code == 0
     assert str(output) in capsys.readouterr().out
     data = output.read_bytes()
-    assert data[:4] == (b"\x89PNG" if image_format == "PNG" else b"\xff\xd8\xff\xe0"[:3] + data[3:4])
+    # The file's own signature, not its name: PNG's 8 bytes, or JPEG's start-of-image marker.
+    assert data.startswith(b"\x89PNG\r\n\x1a\n" if image_format == "PNG" else b"\xff\xd8\xff")
     result = Image.open(io.BytesIO(data))
+    assert result.format == ("PNG" if image_format == "PNG" else "JPEG")
     assert result.mode == mode and result.size == (150, 120)
     array = np.asarray(result)
     assert (array.shape[2] if array.ndim == 3 else 1) == channels
-    if form != "white_background":
+    if form == "white_background":
+        # Against the source image, away from the feathered edge: the object's own
+        # pixels inside, white outside (up to JPEG's error).
+        source = np.asarray(Image.open(files["image"])).astype(int)
+        inside = cv2.erode(files["mask"].astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        outside = cv2.dilate(files["mask"].astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+        assert np.abs(array[inside].astype(int) - source[inside]).mean() < 12
+        assert np.abs(array[outside].astype(int) - 255).mean() < 6
+    else:
         alpha = array[:, :, 3] if form == "rgb_alpha" else array
         assert alpha.min() == 0 and alpha.max() == 255
         # feathering on by default: some soft pixels, only near the boundary
@@ -126,11 +138,12 @@ def test_a_new_user_cuts_out_grabcut_images_from_the_console_script(tmp_path):
     """As in the README: the benchmark's strokes split into positive (255) and negative (128) files."""
     assert SCRIPT.exists(), f"console script missing at {SCRIPT}: install the package"
     # Images where plain OpenCV grabCut already reaches IoU 0.85 with set-2 strokes.
+    grabcut = shared_dataset("GrabCut")
     for stem in ("llama", "teddy"):
-        scribbles = np.asarray(Image.open(DATASETS / "GrabCut" / "scribbles_set2" / f"{stem}.png").convert("L"))
+        scribbles = np.asarray(Image.open(grabcut / "scribbles_set2" / f"{stem}.png").convert("L"))
         positive = _save(tmp_path / f"{stem}-pos.png", np.where(scribbles == 255, 255, 0).astype(np.uint8))
         negative = _save(tmp_path / f"{stem}-neg.png", np.where(scribbles == 128, 255, 0).astype(np.uint8))
-        image_path = next((DATASETS / "GrabCut" / "images").glob(f"{stem}.*"))
+        image_path = next((grabcut / "images").glob(f"{stem}.*"))
         output = tmp_path / f"{stem}-cut.png"
         run = subprocess.run(
             [str(SCRIPT), "segment", str(image_path), "--positive", positive, "--negative", negative, "-o", str(output)],
@@ -139,7 +152,7 @@ def test_a_new_user_cuts_out_grabcut_images_from_the_console_script(tmp_path):
         assert run.returncode == 0, run.stderr
         result = Image.open(output)
         assert result.mode == "RGBA"
-        truth = np.asarray(Image.open(DATASETS / "GrabCut" / "masks" / f"{stem}.png").convert("L")) > 127
+        truth = np.asarray(Image.open(grabcut / "masks" / f"{stem}.png").convert("L")) > 127
         assert iou(np.asarray(result)[:, :, 3] > 127, truth) >= 0.85, stem
 
 
@@ -169,3 +182,45 @@ def test_a_bad_secret_is_named_but_never_repeated():
     message = describe_settings_error(error.value)
     assert "LABEL_STUDIO_API_KEY:" in message and "(got hidden)" in message
     assert "sekrit" not in message and "PORT:" in message and "'abc'" in message
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+
+
+def test_the_dockerfile_starts_the_server_the_readme_documents_with_the_packaged_extras_and_port():
+    import json
+    import re
+    import tomllib
+
+    from ml_backend.settings import Settings
+
+    instructions = _dockerfile_instructions()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    # The command: the console script the package installs, a subcommand the CLI knows,
+    # as the README tells a user to start it.
+    [command] = [json.loads(arguments) for name, arguments in instructions if name == "CMD"]
+    program, *arguments = command
+    assert pyproject["project"]["scripts"][program] == "ml_backend.cli:main"
+    assert build_parser().parse_args(arguments).command == "serve"
+    assert re.search(rf"^{re.escape(' '.join(command))}\b", (ROOT / "README.md").read_text(), re.MULTILINE)
+    # The extras it installs exist, and its torch pins are the ones the sam extra declares.
+    arguments_by_name = dict(
+        arguments.split("=", 1) for name, arguments in instructions if name == "ARG" and "=" in arguments
+    )
+    extras = pyproject["project"]["optional-dependencies"]
+    assert set(arguments_by_name["EXTRAS"].split(",")) <= set(extras)
+    run_lines = " ".join(arguments for name, arguments in instructions if name == "RUN")
+    for pin in re.findall(r"\b(torch(?:vision)?==\S+)", run_lines):
+        assert pin in extras["sam"], pin
+    assert re.findall(r"\btorch==", run_lines) and re.findall(r"\btorchvision==", run_lines)
+    # The port: the settings' default, published, and the one the health check asks.
+    default_port = Settings.model_fields["PORT"].default
+    env = " ".join(arguments for name, arguments in instructions if name == "ENV")
+    assert re.search(r"\bPORT=(\d+)", env).group(1) == str(default_port)
+    assert [arguments for name, arguments in instructions if name == "EXPOSE"] == [str(default_port)]
+    [health] = [arguments for name, arguments in instructions if name == "HEALTHCHECK"]
+    assert f"'PORT', '{default_port}'" in health and "/health" in health

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,9 +10,9 @@ from ml_backend.core.prompts import make_prompts
 from ml_backend.core.refine import correction_reach, refine_mask
 from ml_backend.core.segmenter import Segmenter
 from ml_backend.tools.evaluation.correction_reach import FAR_PX, far_changed_pixels, run
+from tests.support.data import shared_dataset
 from tests.synthetic import disc_scene, scribbles_for
 
-DATASETS = Path(os.environ.get("SCRIBBLE_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
 def test_far_changed_pixels_counts_only_changes_beyond_the_distance() -> None:
@@ -70,7 +67,7 @@ def test_an_empty_current_mask_is_no_mask() -> None:
 def test_robot_corrections_on_grabcut_change_nothing_far_from_their_strokes(refine: str) -> None:
     # llama and person1: where refining the whole boundary again moved it by
     # hundreds of pixels far from a small corrective stroke.
-    report = run(str(DATASETS / "GrabCut"), "scribbles_set2", refine, rounds=3, images=["llama", "person1"])
+    report = run(str(shared_dataset("GrabCut")), "scribbles_set2", refine, rounds=3, images=["llama", "person1"])
     assert report["far_px"] == FAR_PX
     for name, sample in report["samples"].items():  # type: ignore[union-attr]
         assert len(sample["far_pixels"]) == 2, name

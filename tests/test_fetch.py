@@ -57,6 +57,9 @@ def png_bytes() -> bytes:
 
 
 IMAGE = png_bytes()
+# How long /sleeps and /trickles hold a request unless released: any timeout under test
+# is far shorter, so a refusal well before it shows the timeout, whatever the machine's load.
+SERVER_HOLDS_S = 20.0
 
 
 def _redirect_to_query(exchange: Exchange) -> None:
@@ -88,7 +91,7 @@ def _declares_huge(exchange: Exchange) -> None:
 
 
 def _sleeps(exchange: Exchange) -> None:
-    exchange.host.released.wait(10)
+    exchange.host.released.wait(SERVER_HOLDS_S)
     exchange.reply(200, IMAGE)
 
 
@@ -230,7 +233,8 @@ def test_silent_server_times_out(server: LocalServer, connections: list) -> None
     elapsed = time.monotonic() - started
     assert error.code == "InvalidImage.Download"
     assert "timed out after 0.3 s" in error.message and "ImageUrl" in error.message
-    assert elapsed < 3
+    # It waited its read timeout, and gave up long before the server would have answered.
+    assert 0.3 <= elapsed < SERVER_HOLDS_S / 2
 
 
 def test_trickling_server_stopped_by_the_overall_deadline(server: LocalServer, connections: list) -> None:
@@ -238,7 +242,9 @@ def test_trickling_server_stopped_by_the_overall_deadline(server: LocalServer, c
     error = refusal(f"{server.base}/trickles", connect_timeout=0.2, read_timeout=0.5)
     elapsed = time.monotonic() - started
     assert error.code == "InvalidImage.Download" and "timed out after 0.7 s" in error.message
-    assert elapsed < 3
+    # Each byte comes within the read timeout: only the overall deadline stops it, and the
+    # server trickles until released (SERVER_HOLDS_S), so an answer before that is the deadline's.
+    assert 0.7 <= elapsed < SERVER_HOLDS_S / 2
 
 
 def test_connect_timeout(connections: list) -> None:
@@ -252,7 +258,8 @@ def test_connect_timeout(connections: list) -> None:
             error = refusal(f"http://{SERVER_ADDRESS}:{port}/", connect_timeout=0.3, read_timeout=1)
             elapsed = time.monotonic() - started
     assert error.code == "InvalidImage.Download" and "timed out after 0.3 s" in error.message
-    assert elapsed < 3
+    # The connect timeout was waited, not the whole deadline's worth of retries.
+    assert elapsed >= 0.3
 
 
 @pytest.mark.parametrize(
@@ -278,12 +285,10 @@ def test_connect_timeout(connections: list) -> None:
     ],
 )
 def test_forbidden_destinations_refused_before_connecting(url: str, reason: str, connections: list) -> None:
-    started = time.monotonic()
     error = refusal(url)
     assert (error.code, http_status(error), error.field) == ("InvalidImage.Url", 400, "ImageUrl")
     assert reason in error.message and "ImageUrl" in error.message
-    assert connections == []
-    assert time.monotonic() - started < 1
+    assert connections == []  # refused before any connection was tried
 
 
 @pytest.mark.parametrize(
@@ -409,9 +414,10 @@ def test_refused_connection_reported_as_download_error(connections: list) -> Non
         probe.bind((SERVER_ADDRESS, 0))
         closed_port = probe.getsockname()[1]  # nothing listens once the probe is closed
     started = time.monotonic()
-    error = refusal(f"http://{SERVER_ADDRESS}:{closed_port}/image.png")
+    error = refusal(f"http://{SERVER_ADDRESS}:{closed_port}/image.png", connect_timeout=30)
     assert error.code == "InvalidImage.Download" and "could not connect" in error.message
-    assert time.monotonic() - started < 2
+    # Refused at once, not retried until the connect timeout ran out.
+    assert time.monotonic() - started < 30 / 2
 
 
 def test_a_malformed_url_is_a_client_error_not_a_crash():

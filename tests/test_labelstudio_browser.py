@@ -15,7 +15,7 @@ and the submitted annotation holds the mask.
 Run (needs `pip install playwright` in the venv, NEVER `playwright install`, and
 Debian's chromium package):
 
-    cd /work/main && /tmp/venv/bin/pytest -q tests/test_labelstudio_browser.py -s
+    .venv/bin/python -m pytest -q tests/test_labelstudio_browser.py -s   # from the repository root, after `make test`'s install
 
 The screenshot of the suggestion goes to $LS_BROWSER_SCREENSHOT (default:
 <pytest tmp_path>/suggestion.png); its path is printed.

@@ -10,7 +10,7 @@ Studio's REST API the way its labeling UI and Data Manager do:
 - a submitted annotation holds strokes as full brush RLE, and the Data Manager
   action "Retrieve Predictions" stores what /predict answers for it.
 
-Run: /tmp/venv/bin/pytest -q tests/test_labelstudio_e2e.py -s
+Run from the repository root: .venv/bin/python -m pytest -q tests/test_labelstudio_e2e.py -s
 (-s shows the interactive round-trip median).
 """
 

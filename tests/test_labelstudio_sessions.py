@@ -32,6 +32,7 @@ from PIL import Image
 
 from ml_backend.config import labeling_config
 from ml_backend.labelstudio.rle import decode_rle
+from tests.support.data import shared_dataset
 from tests.support.backend_server import BackendServer, scribble_backend  # noqa: F401  (fixture)
 from tests.support.label_studio import LabelStudioServer
 from tests.support.labeling_ui import (
@@ -45,7 +46,6 @@ from tests.support.labeling_ui import (
 from tests.synthetic import iou
 
 LABEL_CONFIG = labeling_config()
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PHOTOGRAPH = "cross.png"  # GrabCut: a stone cross; a stroke on it alone leaks into the background
 CANVAS_TIMEOUT_MS = 15_000
 SCREENSHOT_WIDTH = 560
@@ -325,8 +325,9 @@ def test_two_discs_clicks_at_once_each_stroke_counts(session: AnnotatorSession, 
 
 def test_photograph_stroke_leak_negative_stroke_accept_submit(session: AnnotatorSession, tmp_path: Path) -> None:
     """A real photograph: a stroke alone leaks off the object; a Background stroke there removes the leak."""
-    image_path = DATASETS / "GrabCut" / "images" / PHOTOGRAPH
-    truth = np.asarray(Image.open(DATASETS / "GrabCut" / "masks" / PHOTOGRAPH)) > 127
+    grabcut = shared_dataset("GrabCut")
+    image_path = grabcut / "images" / PHOTOGRAPH
+    truth = np.asarray(Image.open(grabcut / "masks" / PHOTOGRAPH)) > 127
     height, width = truth.shape
     project_id, task_id = session.new_task("photograph", image_path)
     ui = session.open(project_id, task_id, width, height)

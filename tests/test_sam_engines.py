@@ -26,15 +26,11 @@ from ml_backend.core.engines.sam_checkpoints import (
 from ml_backend.core.engines.sam_family import LiteMedSamEngine, MobileSamEngine, SamEngine
 from ml_backend.core.engines.sam_models import build_mobile_sam, build_sam
 from ml_backend.core.prompts import make_prompts
+from tests.support.data import shared_dataset
+from tests.synthetic import iou
 
 HEIGHT, WIDTH = 240, 320
 DISC_CENTRE, DISC_RADIUS = (150, 130), 60  # (x, y)
-MEDSCRIBBLE = Path("/work/shared/datasets/MedScribble")
-
-
-def iou(first: np.ndarray, second: np.ndarray) -> float:
-    union = np.logical_or(first, second).sum()
-    return float(np.logical_and(first, second).sum() / union) if union else 1.0
 
 
 def disc_scene() -> tuple[np.ndarray, np.ndarray]:
@@ -278,19 +274,20 @@ def test_concurrent_predictions_match_sequential_ones(litemedsam, litemedsam_emb
         np.testing.assert_allclose(concurrent[index], expected, atol=1e-4)
 
 
-def medscribble_cases() -> list[str]:
-    names = json.loads((MEDSCRIBBLE / "manifest.json").read_text())
+def medscribble_cases(medscribble: Path) -> list[str]:
+    names = json.loads((medscribble / "manifest.json").read_text())
     # One image of each data set where a single object fits a box.
     wanted = ("ACDC", "BTCV", "CAMUS", "CHAOS")
     return [next(name for name in names if name.startswith(prefix + "__")) for prefix in wanted]
 
 
 def test_litemedsam_on_medscribble_with_annotator_strokes(litemedsam):
+    medscribble = shared_dataset("MedScribble")
     ious, all_ones_ious = [], []
-    for name in medscribble_cases():
-        gray = cv2.imread(str(MEDSCRIBBLE / "images" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
-        truth = cv2.imread(str(MEDSCRIBBLE / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE) > 127
-        strokes = cv2.imread(str(MEDSCRIBBLE / "scribbles" / f"{name}__ann0.png"), cv2.IMREAD_GRAYSCALE)
+    for name in medscribble_cases(medscribble):
+        gray = cv2.imread(str(medscribble / "images" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+        truth = cv2.imread(str(medscribble / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE) > 127
+        strokes = cv2.imread(str(medscribble / "scribbles" / f"{name}__ann0.png"), cv2.IMREAD_GRAYSCALE)
         image = np.repeat(gray[:, :, None], 3, axis=2)
         prompts = make_prompts(image.shape, positive_scribbles=strokes == 255, negative_scribbles=strokes == 128)
         prediction = litemedsam.predict(litemedsam.embed(image), prompts)

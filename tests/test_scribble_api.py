@@ -32,11 +32,11 @@ from ml_backend.server import scribble_api
 from ml_backend.server.app import create_app
 from ml_backend.settings import Settings
 from ml_backend.tools.loopback_host import Exchange, LoopbackHost
+from tests.support.data import shared_dataset
 from tests.synthetic import disc_scene, iou, scribbles_for
 
 ACTION = "InteractiveScribbleSegmentation"
 SERVER_HOST = "127.0.0.2"
-GRABCUT = Path("/work/shared/datasets/GrabCut")
 HEIGHT, WIDTH = 96, 120
 RNG_SEED = 20240814
 
@@ -898,18 +898,19 @@ def test_openapi_documents_the_scribble_endpoints(client: TestClient) -> None:
 
 
 def _served_grabcut_case(image_server: LoopbackHost, name: str) -> tuple[dict[str, str], np.ndarray]:
-    strokes = np.asarray(Image.open(GRABCUT / "scribbles_set2" / name))
+    grabcut = shared_dataset("GrabCut")
+    strokes = np.asarray(Image.open(grabcut / "scribbles_set2" / name))
     if strokes.ndim == 3:
         strokes = strokes[:, :, 0]
     positive, negative = strokes == 255, strokes == 128
     integrated = np.dstack([np.zeros_like(positive), positive, negative]).astype(np.uint8) * 255
     urls = {
-        "image": image_server.add(f"grabcut/{name}", (GRABCUT / "images" / name).read_bytes()),
+        "image": image_server.add(f"grabcut/{name}", (grabcut / "images" / name).read_bytes()),
         "positive": image_server.add(f"grabcut/positive-{name}", encode(as_grey(positive))),
         "negative": image_server.add(f"grabcut/negative-{name}", encode(as_grey(negative))),
         "integrated": image_server.add(f"grabcut/integrated-{name}", encode(integrated)),
     }
-    truth = np.asarray(Image.open(GRABCUT / "masks" / name).convert("L")) >= 128
+    truth = np.asarray(Image.open(grabcut / "masks" / name).convert("L")) >= 128
     return urls, truth
 
 

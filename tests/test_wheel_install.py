@@ -26,6 +26,7 @@ from PIL import Image
 
 from ml_backend.labelstudio.rle import decode_rle
 from ml_backend.tools.soak import LabelStudioImages, click_body, free_port, label_config, make_scene, task_body
+from tests.synthetic import iou
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "wheel-install-token"
@@ -164,10 +165,6 @@ def _png(mask: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _iou(mask: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.logical_and(mask, truth).sum() / np.logical_or(mask, truth).sum())
-
-
 def test_the_installed_server_answers_from_any_folder_and_writes_only_to_the_users_folders(
     installed: Installed,
 ) -> None:
@@ -209,7 +206,7 @@ def test_the_installed_server_answers_from_any_folder_and_writes_only_to_the_use
             assert status == 200, answer[:500]
             (region,) = json.loads(answer)["results"][0]["result"]
             mask = decode_rle(region["value"]["rle"], HEIGHT, WIDTH) > 127
-            assert region["value"]["brushlabels"] == ["Object"] and _iou(mask, scene.truth) >= 0.9
+            assert region["value"]["brushlabels"] == ["Object"] and iou(mask, scene.truth) >= 0.9
             assert label_studio.requests >= 1
 
             # A scribble-API call with the image and strokes uploaded; the result is fetched back.
@@ -228,7 +225,7 @@ def test_the_installed_server_answers_from_any_folder_and_writes_only_to_the_use
             with urllib.request.urlopen(url + result_url[result_url.index("/results/"):], timeout=30) as response:
                 alpha = np.asarray(Image.open(io.BytesIO(response.read())))
             alpha = alpha[:, :, 3] if alpha.ndim == 3 else alpha
-            assert _iou(alpha > 127, scene.truth) >= 0.9
+            assert iou(alpha > 127, scene.truth) >= 0.9
         finally:
             os.killpg(server.pid, 15)
             server.wait(timeout=30)

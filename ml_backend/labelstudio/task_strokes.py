@@ -31,38 +31,6 @@ from ml_backend.labelstudio.regions import (
 _OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 
 
-def _owners(item: dict, key: str) -> set[int | str]:
-    """Ids and emails naming who a draft or annotation belongs to (empty when it does not say).
-
-    Label Studio 1.23.2 writes a draft's ``user`` as an email and an annotation's
-    ``completed_by`` as an id; both carry ``created_username`` as "email, id".
-    """
-    owners: set[int | str] = set()
-    value = item.get(key)
-    if isinstance(value, dict):
-        owners |= {entry for entry in (value.get("id"), value.get("email")) if isinstance(entry, (int, str))}
-    elif isinstance(value, (int, str)) and not isinstance(value, bool):
-        owners.add(value)
-    username = item.get("created_username")
-    if isinstance(username, str) and "," in username:
-        email, _, number = username.rpartition(",")
-        if email.strip():
-            owners.add(email.strip())
-        if number.strip().isdigit():
-            owners.add(int(number))
-    return {int(owner) if isinstance(owner, str) and owner.strip().isdigit() else owner for owner in owners}
-
-
-def _belongs_to(item: dict, key: str, user: int | str | None) -> bool | None:
-    """True/False when ``user`` is known and the item says whose it is, else None."""
-    owners = _owners(item, key)
-    if user is None or not owners:
-        return None
-    if isinstance(user, str) and user.strip().isdigit():
-        user = int(user)
-    return user in owners
-
-
 def _timestamp(item: dict) -> datetime:
     for key in ("updated_at", "created_at"):
         text = item.get(key)
@@ -89,14 +57,13 @@ def _has_stroke_regions(item: dict, config: ScribbleConfig, name: str) -> bool:
     return bool(stroke_regions(as_list(item.get("result"), f"{name}.result"), config, f"{name}.result"))
 
 
-def _chosen_item(task: dict, user_id: int | str | None, config: ScribbleConfig, name: str) -> tuple[dict | None, str]:
+def _chosen_item(task: dict, config: ScribbleConfig, name: str) -> tuple[dict | None, str]:
     """The draft or annotation the strokes are read from (see ``strokes_from_task``), and its field name."""
     task = as_dict(task, name)
-    drafts = []
-    for index, draft in enumerate(as_list(task.get("drafts"), f"{name}.drafts")):
-        draft = as_dict(draft, f"{name}.drafts[{index}]")
-        if _belongs_to(draft, "user", user_id) is not False:
-            drafts.append((index, draft))
+    drafts = [
+        (index, as_dict(draft, f"{name}.drafts[{index}]"))
+        for index, draft in enumerate(as_list(task.get("drafts"), f"{name}.drafts"))
+    ]
     if drafts:
         index, newest = _newest_first(drafts)[0]
         draft_name = f"{name}.drafts[{index}]"
@@ -111,8 +78,7 @@ def _chosen_item(task: dict, user_id: int | str | None, config: ScribbleConfig, 
         annotations.append((index, annotation))
     if not annotations:
         return None, name
-    own = [entry for entry in annotations if _belongs_to(entry[1], "completed_by", user_id)]
-    index, newest = _newest_first(own or annotations)[0]
+    index, newest = _newest_first(annotations)[0]
     return newest, f"{name}.annotations[{index}]"
 
 
@@ -121,19 +87,16 @@ def strokes_from_task(
     config: ScribbleConfig,
     height: int,
     width: int,
-    user_id: int | str | None = None,
     name: str = "tasks[0]",
 ) -> dict[str, np.ndarray]:
     """label -> HxW bool strokes of the task as the current user sees it.
 
-    The user's newest draft if it holds stroke brush regions (Label Studio
-    autosaves drafts while painting); else the newest non-cancelled annotation,
-    the user's own first; else nothing. ``user_id`` is a Label Studio user id
-    or email; drafts of other users are skipped when it is known, ones that do not
-    say whose they are are kept (Label Studio sends only the requesting user's
-    drafts, and /predict does not say who the user is).
+    The newest draft if it holds stroke brush regions (Label Studio autosaves
+    drafts while painting); else the newest non-cancelled annotation; else
+    nothing. Nobody's drafts are filtered out: Label Studio sends only the
+    requesting user's drafts, and /predict does not say who the user is.
     """
-    item, item_name = _chosen_item(task, user_id, config, name)
+    item, item_name = _chosen_item(task, config, name)
     if item is None:
         return {}
     return strokes_from_results(item.get("result"), config, height, width, f"{item_name}.result")
@@ -180,10 +143,10 @@ def _accepted_masks(
 
 
 def task_state(
-    task: dict, config: ScribbleConfig, height: int, width: int, user_id: int | str | None = None, name: str = "tasks[0]"
+    task: dict, config: ScribbleConfig, height: int, width: int, name: str = "tasks[0]"
 ) -> TaskState:
     """Strokes (each region and per label), and accepted masks, of the item ``strokes_from_task`` reads."""
-    item, item_name = _chosen_item(task, user_id, config, name)
+    item, item_name = _chosen_item(task, config, name)
     if item is None:
         return TaskState({}, [], {}, None)
     results_name = f"{item_name}.result"

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .bench import Timing, bench_scene, time_calls, time_decoders
-from ..core.engine import Embedding
+from ..core.engine import Embedding, Engine
 from ..core.engines.sam_checkpoints import load_litemedsam
 from ..core.engines.sam_family import LiteMedSamEngine, MobileSamEngine, SamEngine, SamFamilyEngine
 from ..core.engines.sam_models import build_mobile_sam
@@ -61,23 +61,33 @@ def _figures(timing: Timing) -> dict[str, float]:
 
 
 def measure(name: str, device: str, embed_repeats: int, round_repeats: int, cpu_embed_repeats: int) -> dict:
+    """One model of MODELS built once, copied to the CPU and to ``device``, and compared."""
     build, wrap = MODELS[name]
     torch.manual_seed(0)
     model = build().eval()
     cpu_engine = wrap(copy.deepcopy(model), "cpu")
-    gpu_engine = wrap(model, device)
-    image, prompts = bench_scene(HEIGHT, WIDTH)
+    device_engine = wrap(model, device)
     on_gpu = device != "cpu"  # "cpu" only to try this script on a machine without one
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)
+    figures = compare(device_engine, cpu_engine, embed_repeats, round_repeats, cpu_embed_repeats)
+    figures["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu else 0.0, 1)
+    return figures
 
+
+def compare(gpu_engine: Engine, cpu_engine: Engine, embed_repeats: int, round_repeats: int, cpu_embed_repeats: int) -> dict:
+    """Times both engines on the bench's scene and scores how far the first's outputs are from the second's.
+
+    Any two engines with the same embedding layout: the test injects one whose
+    output differs, to see the figures report the difference.
+    """
+    image, prompts = bench_scene(HEIGHT, WIDTH)
     # Every engine call ends in .cpu(): the GPU's work is finished when it returns.
     gpu_engine.embed(image)  # warm-up: kernels chosen, memory pooled
     gpu_embed, gpu_embedding = time_calls(lambda: gpu_engine.embed(image), embed_repeats)
     gpu_engine.predict(gpu_embedding, prompts)
     gpu_round, gpu_prediction = time_calls(lambda: gpu_engine.predict(gpu_embedding, prompts), round_repeats)
     decoders = time_decoders(gpu_engine, gpu_embedding, prompts, round_repeats)
-    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if on_gpu else 0.0
 
     cpu_embed, cpu_embedding = time_calls(lambda: cpu_engine.embed(image), cpu_embed_repeats)
     cpu_round, cpu_prediction = time_calls(lambda: cpu_engine.predict(cpu_embedding, prompts), round_repeats)
@@ -102,7 +112,6 @@ def measure(name: str, device: str, embed_repeats: int, round_repeats: int, cpu_
         "mask_iou_float16_round_trip": iou(half_mask, gpu_mask),
         "mask_pixels": int(gpu_mask.sum()),
         "gpu_decoders_ms": {key: round(value, 2) for key, value in decoders.items()},
-        "gpu_peak_mb": round(peak_mb, 1),
     }
 
 
