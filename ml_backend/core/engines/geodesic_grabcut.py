@@ -213,6 +213,30 @@ class GeodesicGrabCutEngine(Engine):
         shape: tuple[int, int],
         spanning: np.ndarray,
     ) -> tuple[np.ndarray, float]:
+        """The colour cut; where the strokes mark look-alike neighbours, the geodesic partition
+        with the colour cut's object-coloured pixels added (a short stroke on a large object).
+
+        COCO128-instances round 1: 0.521 colour cut, 0.602 partition alone, 0.607 fused (and a short stroke on a large disc keeps all of it).
+        """
+        mask, stability = self._colour_first_round(rgb, changes, positive, negative, inside_box, shape, spanning)
+        far = self._beyond_extent(spanning, self.extent_reach)
+        if self.partition_reach > 0 and spanning.any() and strokes_mark_lookalikes(rgb, positive, negative, far):
+            partition, object_like = lookalike_partition(
+                rgb, changes, positive, negative, self.partition_reach, self.partition_colour_weight, far
+            )
+            return partition | (mask & object_like), stability
+        return mask, stability
+
+    def _colour_first_round(
+        self,
+        rgb: np.ndarray,
+        changes: np.ndarray,
+        positive: np.ndarray,
+        negative: np.ndarray,
+        inside_box: np.ndarray | None,
+        shape: tuple[int, int],
+        spanning: np.ndarray,
+    ) -> tuple[np.ndarray, float]:
         """GrabCut from the geodesic first guess; recut when a negative stroke marks a look-alike.
 
         A negative stroke whose surroundings the cut took for object marks
@@ -226,11 +250,6 @@ class GeodesicGrabCutEngine(Engine):
             step_costs(changes, self.geodesic_colour_weight), positive, negative, inside_box, shape
         )
         far = self._beyond_extent(spanning, self.extent_reach)
-        if self.partition_reach > 0 and spanning.any() and strokes_mark_lookalikes(rgb, positive, negative, far):
-            partition = lookalike_partition(
-                changes, positive, negative, self.partition_reach, self.partition_colour_weight
-            )
-            return partition, 1.0
         lookalike = (
             self.lookalike_strokes(rgb, first_guess & ~far, positive, negative, known_background=far)
             if positive.any() and negative.any()

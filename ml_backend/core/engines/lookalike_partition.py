@@ -46,9 +46,8 @@ def beyond_reach(positive: np.ndarray, reach: float) -> np.ndarray:
     return distance > reach * stroke_extent(positive)
 
 
-def object_coloured_share(rgb: np.ndarray, positive: np.ndarray, negative: np.ndarray, background: np.ndarray) -> float:
-    """Mean, over the negative strokes, of the share of a stroke's pixels whose colour is
-    commoner on the positive strokes than on ``background`` (Lab histograms)."""
+def object_like_colours(rgb: np.ndarray, positive: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Pixels whose colour is commoner on the positive strokes than on ``background`` (Lab histograms)."""
     lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab)
     levels = (lab // (256 // _HISTOGRAM_LEVELS)).astype(np.int32)
     codes = (levels[..., 0] * _HISTOGRAM_LEVELS + levels[..., 1]) * _HISTOGRAM_LEVELS + levels[..., 2]
@@ -59,11 +58,15 @@ def object_coloured_share(rgb: np.ndarray, positive: np.ndarray, negative: np.nd
         counts = np.bincount(codes[where], minlength=size).astype(np.float64) + 0.1
         return counts / counts.sum()
 
-    object_like = histogram(positive)[codes] > histogram(background)[codes]
-    labels, count = ndimage.label(negative, structure=_EIGHT_CONNECTED)
+    return histogram(positive)[codes] > histogram(background)[codes]
+
+
+def mean_stroke_share(where: np.ndarray, strokes: np.ndarray) -> float:
+    """Mean, over the strokes (8-connected parts), of the share of each stroke's pixels in ``where``."""
+    labels, count = ndimage.label(strokes, structure=_EIGHT_CONNECTED)
     if count == 0:
         return 0.0
-    return float(np.mean(ndimage.mean(object_like, labels, index=np.arange(1, count + 1))))
+    return float(np.mean(ndimage.mean(where, labels, index=np.arange(1, count + 1))))
 
 
 def angular_cover(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -94,15 +97,23 @@ def strokes_mark_lookalikes(
         return False
     if angular_cover(positive, negative) >= max_cover:
         return False
-    return object_coloured_share(rgb, positive, negative, background) >= min_share
+    return mean_stroke_share(object_like_colours(rgb, positive, background), negative) >= min_share
 
 
 def lookalike_partition(
-    changes: np.ndarray, positive: np.ndarray, negative: np.ndarray, reach: float, colour_weight: float
-) -> np.ndarray:
+    rgb: np.ndarray, changes: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+    reach: float, colour_weight: float, wide_far: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixels geodesically nearer the positive strokes than the negative ones, the border and
-    everything beyond ``reach`` times the positive strokes' extent."""
-    far = beyond_reach(positive, reach) & ~positive
+    what lies beyond ``reach`` times the positive strokes' extent without the object's colours.
+
+    Object-coloured pixels beyond the reach stay free: a short stroke on a large
+    object must not cut it (``wide_far``, far beyond the strokes, gives the
+    background's colours). Also returns those object-coloured pixels.
+    """
+    background_colours = (border_pixels(positive.shape) | wide_far) & ~positive & ~negative
+    object_like = object_like_colours(rgb, positive, background_colours) if background_colours.any() else False
+    far = beyond_reach(positive, reach) & ~positive & ~object_like
     background = negative | far | (border_pixels(positive.shape) & ~positive)
     graph = geodesic_graph(step_costs(changes, colour_weight))
-    return geodesically_nearer(graph, positive, background & ~positive)
+    return geodesically_nearer(graph, positive, background & ~positive), np.asarray(object_like, bool)
