@@ -92,6 +92,10 @@ def strokes_mark_lookalikes(
     """
     if not positive.any() or not negative.any():
         return False
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        # Grey images (MedScribble's scans): brightness alone does not say which strokes
+        # mark look-alikes; the partition lost on all 8 scribble sets where it fired there.
+        return False
     background = (border_pixels(positive.shape) | far) & ~positive & ~negative
     if not background.any():
         return False
