@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from ..engine import Embedding, Engine, Prediction
 from ..prompts import Prompts
-from .lookalike_partition import lookalike_partition, strokes_mark_lookalikes
+from .lookalike_partition import beyond_reach, lookalike_partition, strokes_mark_lookalikes
 from ..regions import MIN_COLOUR_MODEL_SAMPLES, padded_box, shrink_any
 
 from .geodesic import (  # noqa: F401 - re-exported: callers import them from here
@@ -155,6 +155,9 @@ class GeodesicGrabCutEngine(Engine):
                 small_rgb, embedding.arrays["lab_steps"], small_positive, small_negative, inside_box, small_shape,
                 small_spanning,
             )
+            small_mask = self._lookalike_fusion(
+                small_rgb, embedding.arrays["lab_steps"], small_positive, small_negative, small_spanning, small_mask
+            )
             if small_positive.any():
                 small_mask = keep_components_touching(small_mask, small_positive)
             mask = enlarge(small_mask, full_shape)
@@ -203,31 +206,27 @@ class GeodesicGrabCutEngine(Engine):
             nearer_object &= cv2.dilate(positive.astype(np.uint8), kernel) > 0
         return nearer_object & ~negative
 
-    def _first_round(
-        self,
-        rgb: np.ndarray,
-        changes: np.ndarray,
-        positive: np.ndarray,
-        negative: np.ndarray,
-        inside_box: np.ndarray | None,
-        shape: tuple[int, int],
-        spanning: np.ndarray,
-    ) -> tuple[np.ndarray, float]:
-        """The colour cut; where the strokes mark look-alike neighbours, the geodesic partition
-        with the colour cut's object-coloured pixels added (a short stroke on a large object).
+    def _lookalike_fusion(
+        self, rgb: np.ndarray, changes: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+        spanning: np.ndarray, colour_cut: np.ndarray,
+    ) -> np.ndarray:
+        """Where the strokes mark look-alike neighbours, the geodesic partition with the colour
+        cut's object-coloured pixels added (a short stroke on a large object); else the colour cut.
 
-        COCO128-instances round 1: 0.521 colour cut, 0.602 partition alone, 0.607 fused (and a short stroke on a large disc keeps all of it).
+        COCO128-instances round 1: 0.521 colour cut, 0.602 partition alone, 0.607 fused
+        (and a short stroke on a large disc keeps all of it).
         """
-        mask, stability = self._colour_first_round(rgb, changes, positive, negative, inside_box, shape, spanning)
+        if self.partition_reach <= 0 or not spanning.any():
+            return colour_cut
         far = self._beyond_extent(spanning, self.extent_reach)
-        if self.partition_reach > 0 and spanning.any() and strokes_mark_lookalikes(rgb, positive, negative, far):
-            partition, object_like = lookalike_partition(
-                rgb, changes, positive, negative, self.partition_reach, self.partition_colour_weight, far
-            )
-            return partition | (mask & object_like), stability
-        return mask, stability
+        if not strokes_mark_lookalikes(rgb, positive, negative, far):
+            return colour_cut
+        partition, object_like = lookalike_partition(
+            rgb, changes, positive, negative, self.partition_reach, self.partition_colour_weight, far
+        )
+        return partition | (colour_cut & object_like)
 
-    def _colour_first_round(
+    def _first_round(
         self,
         rgb: np.ndarray,
         changes: np.ndarray,
@@ -340,13 +339,7 @@ class GeodesicGrabCutEngine(Engine):
         An annotator's positive strokes span much of the object: far beyond them
         lies background, whatever its colour.
         """
-        if reach <= 0 or not positive.any():
-            return np.zeros(positive.shape, bool)
-        rows = np.flatnonzero(positive.any(axis=1))
-        cols = np.flatnonzero(positive.any(axis=0))
-        extent = float(np.hypot(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
-        distance = cv2.distanceTransform((~positive).astype(np.uint8), cv2.DIST_L2, 3)
-        return distance > reach * extent
+        return beyond_reach(positive, reach)
 
     def correction_region(self, corrective: np.ndarray) -> tuple[np.ndarray, float]:
         """Where a round's corrections may change the mask, and the farthest reach.
