@@ -120,3 +120,48 @@ def test_a_negative_correction_on_a_look_alike_behind_an_edge_removes_all_of_it_
     mask = segment(image, positive, negative, current=left | right)
     assert (mask & right).sum() <= 0.03 * right.sum()
     assert iou(mask, left) >= 0.9
+
+
+def test_strokes_on_one_object_coloured_side_mark_look_alikes_strokes_all_around_on_background_do_not():
+    from ml_backend.core.engines.lookalike_partition import beyond_reach, strokes_mark_lookalikes
+
+    image, left, right = two_discs()
+    positive = np.zeros(left.shape, bool)
+    positive[100:141, 108:112] = True
+    on_neighbour = np.zeros(left.shape, bool)
+    on_neighbour[100:141, 208:212] = True
+    far = beyond_reach(positive, 2.0)
+    assert strokes_mark_lookalikes(image, positive, on_neighbour, far)
+    # Background strokes around the object, as in GrabCut's benchmark: the colour models keep the say.
+    around = np.zeros(left.shape, bool)
+    around[20:24, 40:280] = True
+    around[216:220, 40:280] = True
+    around[20:220, 20:24] = True
+    around[20:220, 290:294] = True
+    assert not strokes_mark_lookalikes(image, positive, around, far)
+    # A stroke on grass on one side is background too: its colour is not the object's.
+    on_grass = np.zeros(left.shape, bool)
+    on_grass[10:50, 20:24] = True
+    assert not strokes_mark_lookalikes(image, positive, on_grass, far)
+
+
+def test_the_partition_leaves_out_what_lies_far_beyond_a_long_stroke_when_nothing_else_bounds_it():
+    from ml_backend.core.engines.geodesic import lab_steps
+    from ml_backend.core.engines.lookalike_partition import beyond_reach, lookalike_partition
+
+    # A long grey object in a same-grey field: no edge bounds it; a negative stroke marks
+    # a neighbour on one side, and the positive line's reach bounds the rest.
+    height, width = 200, 300
+    image = np.full((height, width, 3), 120, np.uint8)
+    image[:, 200:] = (40, 160, 40)  # a green band on the right gives background colours
+    positive = np.zeros((height, width), bool)
+    positive[100:103, 40:140] = True
+    negative = np.zeros((height, width), bool)
+    negative[30:33, 40:140] = True
+    far = beyond_reach(positive, 2.0)
+    partition, object_like = lookalike_partition(image, lab_steps(image), positive, negative, 0.8, 2.0, far)
+    assert partition[positive].all() and not partition[negative].any()
+    # Nearer the positive line than the negative one: kept below the midline, not above it.
+    assert partition[110, 90] and not partition[50, 90]
+    assert not partition[:, 200:].any()  # the green band is beyond the reach and not object-coloured
+    assert object_like[150, 90] and not object_like[150, 250]

@@ -1,0 +1,123 @@
+"""Touching look-alikes: when the strokes say "this one, not its neighbours", and the mask that follows.
+
+An annotator separating an object from a touching neighbour of its kind draws a
+positive line along the object and a negative line inside each neighbour, with no
+stroke on the background. GrabCut's colour models cannot part the two, and with
+no background stroke they also spread the object over the background. Two cues
+do better (COCO128-instances, round 1, working resolution: GrabCut 0.520):
+
+- which stroke is nearer along an edge-weighted geodesic path: the boundary
+  between object and neighbour follows the image's edges;
+- the positive line spans the object (95% of its pixels lie within 0.8 of the
+  line's extent), so pixels beyond that reach are background.
+
+Together they score 0.648 alone; GrabCut on top of them scored lower (0.55-0.62).
+They hold only for that way of stroking: where negative strokes surround the object
+on background that colour separates (GrabCut's benchmark strokes), the colour
+models are better, and ``strokes_mark_lookalikes`` keeps them.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from .geodesic import border_pixels, geodesic_graph, geodesically_nearer, step_costs
+
+_EIGHT_CONNECTED = np.ones((3, 3), bool)
+# Lab histogram of 16 levels a channel: fine enough to part grass from fur.
+_HISTOGRAM_LEVELS = 16
+_ANGLE_BINS = 16
+
+
+def stroke_extent(strokes: np.ndarray) -> float:
+    """Diagonal of the strokes' bounding box."""
+    rows = np.flatnonzero(strokes.any(axis=1))
+    cols = np.flatnonzero(strokes.any(axis=0))
+    return float(np.hypot(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+
+
+def beyond_reach(positive: np.ndarray, reach: float) -> np.ndarray:
+    """Pixels farther from the positive strokes than ``reach`` times their extent."""
+    if reach <= 0 or not positive.any():
+        return np.zeros(positive.shape, bool)
+    distance = cv2.distanceTransform((~positive).astype(np.uint8), cv2.DIST_L2, 3)
+    return distance > reach * stroke_extent(positive)
+
+
+def object_like_colours(rgb: np.ndarray, positive: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Pixels whose colour is commoner on the positive strokes than on ``background`` (Lab histograms)."""
+    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab)
+    levels = (lab // (256 // _HISTOGRAM_LEVELS)).astype(np.int32)
+    codes = (levels[..., 0] * _HISTOGRAM_LEVELS + levels[..., 1]) * _HISTOGRAM_LEVELS + levels[..., 2]
+    size = _HISTOGRAM_LEVELS**3
+
+    def histogram(where: np.ndarray) -> np.ndarray:
+        # A small prior count: colours never seen are not evidence either way.
+        counts = np.bincount(codes[where], minlength=size).astype(np.float64) + 0.1
+        return counts / counts.sum()
+
+    return histogram(positive)[codes] > histogram(background)[codes]
+
+
+def mean_stroke_share(where: np.ndarray, strokes: np.ndarray) -> float:
+    """Mean, over the strokes (8-connected parts), of the share of each stroke's pixels in ``where``."""
+    labels, count = ndimage.label(strokes, structure=_EIGHT_CONNECTED)
+    if count == 0:
+        return 0.0
+    return float(np.mean(ndimage.mean(where, labels, index=np.arange(1, count + 1))))
+
+
+def angular_cover(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Share of the directions around the positive strokes' centre in which a negative stroke lies."""
+    centre_row, centre_col = np.argwhere(positive).mean(axis=0)
+    rows, cols = np.nonzero(negative)
+    angles = np.arctan2(rows - centre_row, cols - centre_col)
+    bins = np.floor((angles + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(int) % _ANGLE_BINS
+    return len(np.unique(bins)) / _ANGLE_BINS
+
+
+def strokes_mark_lookalikes(
+    rgb: np.ndarray, positive: np.ndarray, negative: np.ndarray, far: np.ndarray,
+    min_share: float = 0.3, max_cover: float = 0.6,
+) -> bool:
+    """True when the negative strokes mark neighbours that look like the object, not background.
+
+    Their colours are, on average, more often the positive strokes' than the
+    border's (COCO128-instances: median 0.55; GrabCut sets 1 and 2: 0.02 and 0.10),
+    and they lie on one side rather than all around (share of directions: COCO
+    median 0.31; GrabCut 0.56 and 0.75). Both are needed: either alone would
+    take some GrabCut cases (round 1 set 2 0.927 -> 0.919 with colour alone).
+    """
+    if not positive.any() or not negative.any():
+        return False
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        # Grey images (MedScribble's scans): brightness alone does not say which strokes
+        # mark look-alikes; the partition lost on all 8 scribble sets where it fired there.
+        return False
+    background = (border_pixels(positive.shape) | far) & ~positive & ~negative
+    if not background.any():
+        return False
+    if angular_cover(positive, negative) >= max_cover:
+        return False
+    return mean_stroke_share(object_like_colours(rgb, positive, background), negative) >= min_share
+
+
+def lookalike_partition(
+    rgb: np.ndarray, changes: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+    reach: float, colour_weight: float, wide_far: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels geodesically nearer the positive strokes than the negative ones, the border and
+    what lies beyond ``reach`` times the positive strokes' extent without the object's colours.
+
+    Object-coloured pixels beyond the reach stay free: a short stroke on a large
+    object must not cut it (``wide_far``, far beyond the strokes, gives the
+    background's colours). Also returns those object-coloured pixels.
+    """
+    background_colours = (border_pixels(positive.shape) | wide_far) & ~positive & ~negative
+    object_like = object_like_colours(rgb, positive, background_colours) if background_colours.any() else False
+    far = beyond_reach(positive, reach) & ~positive & ~object_like
+    background = negative | far | (border_pixels(positive.shape) & ~positive)
+    graph = geodesic_graph(step_costs(changes, colour_weight))
+    return geodesically_nearer(graph, positive, background & ~positive), np.asarray(object_like, bool)
