@@ -16,7 +16,6 @@ import yaml
 
 from ml_backend.server.precompute import QUEUE_NAME, QueuePrecomputer
 from ml_backend.server.redis_cache import connect_redis
-from ml_backend.server.round_store import RedisRoundStore
 from tests.support.redis_server import redis_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,14 +117,13 @@ def test_the_compose_redis_settings_keep_queued_jobs_under_memory_pressure(servi
         client = connect_redis(f"redis://:{PASSWORD}@{redis_server.host}:{redis_server.port}/0")
         client.flushdb()
         QueuePrecomputer(client).schedule("http://ls.example/data/upload/1/a.png", "http://ls.example", "token", 1)
-        rounds = RedisRoundStore(client)
         used = int(client.info("memory")["used_memory"])
         client.config_set("maxmemory", used + 2 * 1024 * 1024)
         client.config_set("maxmemory-policy", policy)
         mask = np.random.default_rng(0).random((1024, 1024)) > 0.5
-        for index in range(40):  # far more than 2 MB of round masks, each with a TTL
+        for index in range(40):  # far more than 2 MB of cache-like entries, each with a TTL
             try:
-                rounds.put(f"task-{index}", mask)
+                client.set(f"filler-{index}", np.packbits(mask).tobytes(), ex=3600)
             except redis.exceptions.OutOfMemoryError:
                 assert policy == "noeviction"
                 break

@@ -11,7 +11,6 @@ from ml_backend.core.engine import Embedding, Engine, Prediction
 from ml_backend.core.prompts import make_prompts
 from ml_backend.core.segmenter import Segmenter
 from ml_backend.server.redis_cache import RedisEmbeddingCache, connect_redis
-from ml_backend.server.round_store import RedisRoundStore, round_key
 
 from .synthetic import disc_scene, scribbles_for
 
@@ -130,16 +129,3 @@ def test_rounds_go_on_while_redis_is_down(redis_server):
     first = segmenter.segment(image, prompts, refine="none").mask
     second = segmenter.segment(image, prompts, refine="none").mask
     assert engine.embeds == 1 and np.array_equal(first, second)
-
-    store = RedisRoundStore(dead)
-    key = round_key("1.2", 7, "annotator@example.com", "Object")
-    store.put(key, mask)
-    assert np.array_equal(store.get(key), mask)
-
-
-def test_round_store_shares_masks_between_workers(redis_server):
-    _, mask = disc_scene(seed=5)
-    key = round_key("1.2", 7, "annotator@example.com", "Object")
-    RedisRoundStore(connect_redis(redis_server.url)).put(key, mask)
-    assert np.array_equal(RedisRoundStore(connect_redis(redis_server.url)).get(key), mask)
-    assert RedisRoundStore(connect_redis(redis_server.url)).get(key + "x") is None

@@ -10,14 +10,12 @@ from ..core.segmenter import Segmenter
 from ..engine_registry import TORCH_ENGINES, create_engine
 from ..settings import Settings
 from .metrics import CountingCache
-from .round_store import FileRoundStore, RedisRoundStore, RoundStore
 
 
 @dataclass
 class ServiceState:
     settings: Settings
     segmenter: Segmenter
-    round_store: RoundStore
     redis_client: object | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -37,13 +35,11 @@ def build_state(settings: Settings) -> ServiceState:
         torch.set_num_threads(threads)
     memory = MemoryEmbeddingCache(max_bytes=settings.EMBEDDING_CACHE_MB * 1024 * 1024)
     embedding_cache: EmbeddingCache = memory
-    round_store: RoundStore = FileRoundStore(settings.CACHE_DIR / "rounds")
     redis_client = None
     if settings.REDIS_URL:
         from .redis_cache import RedisEmbeddingCache, connect_redis
 
         redis_client = connect_redis(settings.REDIS_URL)
         embedding_cache = RedisEmbeddingCache(redis_client, memory)
-        round_store = RedisRoundStore(redis_client)
     segmenter = Segmenter(engine, embedding_cache=CountingCache(embedding_cache))
-    return ServiceState(settings=settings, segmenter=segmenter, round_store=round_store, redis_client=redis_client)
+    return ServiceState(settings=settings, segmenter=segmenter, redis_client=redis_client)
