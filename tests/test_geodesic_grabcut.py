@@ -9,11 +9,7 @@ import pytest
 from ml_backend.core.engine import Embedding
 from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine, step_costs
 from ml_backend.core.prompts import make_prompts
-
-
-def iou(first: np.ndarray, second: np.ndarray) -> float:
-    union = np.logical_or(first, second).sum()
-    return float(np.logical_and(first, second).sum() / union) if union else 1.0
+from ml_backend.tools.evaluation.metrics import iou
 
 
 def textured_scene(height: int = 300, width: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

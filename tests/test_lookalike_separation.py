@@ -14,10 +14,7 @@ import numpy as np
 from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine
 from ml_backend.core.prompts import make_prompts
 from ml_backend.core.segmenter import Segmenter
-
-
-def iou(first: np.ndarray, second: np.ndarray) -> float:
-    return float((first & second).sum() / max(1, (first | second).sum()))
+from ml_backend.tools.evaluation.metrics import iou
 
 
 def noisy_background(height: int, width: int, seed: int) -> np.ndarray:
