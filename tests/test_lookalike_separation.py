@@ -162,3 +162,42 @@ def test_the_partition_leaves_out_what_lies_far_beyond_a_long_stroke_when_nothin
     assert partition[110, 90] and not partition[50, 90]
     assert not partition[:, 200:].any()  # the green band is beyond the reach and not object-coloured
     assert object_like[150, 90] and not object_like[150, 250]
+
+
+def test_a_background_stroke_on_a_leak_of_the_objects_colour_keeps_the_object():
+    """A real photograph (GrabCut's stone cross): a stroke across the cross leaks onto stone
+    behind it; a Background stroke on the leak must remove it and keep the rest of the cross,
+    as an annotator does in Label Studio's second round (no previous mask is sent)."""
+    from PIL import Image
+
+    from tests.support.data import shared_dataset
+
+    grabcut = shared_dataset("GrabCut")
+    image = np.asarray(Image.open(grabcut / "images" / "cross.png").convert("RGB"))
+    truth = np.asarray(Image.open(grabcut / "masks" / "cross.png")) > 127
+    inner = cv2.erode(truth.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0
+    row = int(np.median(np.nonzero(inner)[0]))
+    columns = np.nonzero(inner[row])[0]
+
+    def line(start: tuple[int, int], end: tuple[int, int]) -> np.ndarray:
+        canvas = np.zeros(truth.shape, np.uint8)
+        cv2.line(canvas, start, end, 1, 8)
+        return canvas > 0
+
+    positive = line((int(columns.min()), row), (int(columns.max()), row))
+    segmenter = Segmenter(GeodesicGrabCutEngine())
+    first = segmenter.segment(image, make_prompts(image.shape, positive, np.zeros_like(positive)), refine="maskrefine").mask
+    off_object = first & ~(cv2.dilate(truth.astype(np.uint8), np.ones((17, 17), np.uint8)) > 0)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        cv2.erode(off_object.astype(np.uint8), np.ones((9, 9), np.uint8))
+    )
+    assert count >= 2, "the stroke alone no longer leaks: the case proves nothing"
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    leak_row = int(centroids[largest][1])
+    run = np.nonzero(labels[leak_row] == largest)[0]
+    negative = line((int(run.min()) + 3, leak_row), (int(run.max()) - 3, leak_row))
+    leak = first & ~truth & (cv2.dilate((labels == largest).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+
+    second = segmenter.segment(image, make_prompts(image.shape, positive, negative), refine="maskrefine").mask
+    assert (second & leak).sum() <= 0.1 * leak.sum()
+    assert iou(second, truth) >= max(0.9, iou(first, truth))

@@ -121,3 +121,22 @@ def lookalike_partition(
     background = negative | far | (border_pixels(positive.shape) & ~positive)
     graph = geodesic_graph(step_costs(changes, colour_weight))
     return geodesically_nearer(graph, positive, background & ~positive), np.asarray(object_like, bool)
+
+
+def fused_with_colour_cut(
+    partition: np.ndarray, object_like: np.ndarray, colour_cut: np.ndarray,
+    changes: np.ndarray, positive: np.ndarray, negative: np.ndarray, reach: float, colour_weight: float,
+) -> np.ndarray:
+    """The partition, plus what the colour cut kept that only a negative stroke may take away.
+
+    The colour cut's object-coloured pixels join (a short stroke on a large disc keeps
+    all of it), and so do its pixels within ``reach`` of the positive strokes that are
+    geodesically nearer a positive stroke than a negative one: a Background stroke on a
+    leak of the object's own colour must not cut the rest of the object, as the border
+    and the reach limit alone would (GrabCut's cross, a real photograph: 0.99 -> 0.83
+    without it). COCO128-instances round 1: 0.606 -> 0.575, still above the colour cut's 0.521.
+    """
+    graph = geodesic_graph(step_costs(changes, colour_weight))
+    nearer_positive = geodesically_nearer(graph, positive, negative & ~positive)
+    within_reach = ~beyond_reach(positive, reach)
+    return partition | (colour_cut & object_like) | (colour_cut & nearer_positive & within_reach)
