@@ -156,7 +156,7 @@ def test_the_partition_leaves_out_what_lies_far_beyond_a_long_stroke_when_nothin
     negative = np.zeros((height, width), bool)
     negative[30:33, 40:140] = True
     far = beyond_reach(positive, 2.0)
-    partition, object_like = lookalike_partition(image, lab_steps(image), positive, negative, 0.8, 2.0, far)
+    partition, object_like, _ = lookalike_partition(image, lab_steps(image), positive, negative, 0.8, 2.0, far)
     assert partition[positive].all() and not partition[negative].any()
     # Nearer the positive line than the negative one: kept below the midline, not above it.
     assert partition[110, 90] and not partition[50, 90]

@@ -218,12 +218,11 @@ class GeodesicGrabCutEngine(Engine):
         far = self._beyond_extent(spanning, self.extent_reach)
         if not strokes_mark_lookalikes(rgb, positive, negative, far):
             return colour_cut
-        partition, object_like = lookalike_partition(
+        partition, object_like, nearer_positive = lookalike_partition(
             rgb, changes, positive, negative, self.partition_reach, self.partition_colour_weight, far
         )
         return fused_with_colour_cut(
-            partition, object_like, colour_cut, changes, positive, negative,
-            self.partition_reach, self.partition_colour_weight,
+            partition, object_like, nearer_positive, colour_cut, positive, self.partition_reach
         )
 
     def _first_round(
