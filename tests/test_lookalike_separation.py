@@ -142,6 +142,24 @@ def test_strokes_on_one_object_coloured_side_mark_look_alikes_strokes_all_around
     assert not strokes_mark_lookalikes(image, positive, on_grass, far)
 
 
+def test_a_neighbour_unlike_both_object_and_background_is_a_look_alike_a_short_dab_is_a_leak():
+    from ml_backend.core.engines.lookalike_partition import beyond_reach, strokes_mark_lookalikes
+
+    image, left, right = two_discs()
+    image[right] = (60, 60, 200)  # a neighbour of the object's kind in other colours (a blue shirt)
+    positive = np.zeros(left.shape, bool)
+    positive[100:141, 108:112] = True
+    on_neighbour = np.zeros(left.shape, bool)
+    on_neighbour[100:141, 208:212] = True
+    far = beyond_reach(positive, 2.0)
+    assert strokes_mark_lookalikes(image, positive, on_neighbour, far)
+    # The same stroke shortened to a dab (under 0.2 of the positive stroke) marks a leak to
+    # cut away, not a neighbour: the colour models keep the say.
+    dab = np.zeros(left.shape, bool)
+    dab[118:122, 208:212] = True
+    assert not strokes_mark_lookalikes(image, positive, dab, far)
+
+
 def test_the_partition_leaves_out_what_lies_far_beyond_a_long_stroke_when_nothing_else_bounds_it():
     from ml_backend.core.engines.geodesic import lab_steps
     from ml_backend.core.engines.lookalike_partition import beyond_reach, lookalike_partition

@@ -87,7 +87,9 @@ class GeodesicGrabCutEngine(Engine):
         claim_colour_weight: float = 5.0,
         partition_reach: float = 0.8,
         partition_colour_weight: float = 2.0,
+        colour_cut_reach: float = 0.3,
     ) -> None:
+        self.colour_cut_reach = colour_cut_reach
         self.partition_reach = partition_reach
         self.partition_colour_weight = partition_colour_weight
         self.working_long_side = working_long_side
@@ -222,7 +224,7 @@ class GeodesicGrabCutEngine(Engine):
             rgb, changes, positive, negative, self.partition_reach, self.partition_colour_weight, far
         )
         return fused_with_colour_cut(
-            partition, object_like, nearer_positive, colour_cut, positive, self.partition_reach
+            partition, object_like, nearer_positive, colour_cut, positive, self.colour_cut_reach
         )
 
     def _first_round(
