@@ -83,12 +83,14 @@ class GeodesicGrabCutEngine(Engine):
         local_without_background_strokes: bool = True,
         extent_reach: float = 2.0,
         lookalike_extent_reach: float = 1.0,
-        edge_contrast: float = 2.0,
+        edge_contrast: float = 3.0,
         claim_colour_weight: float = 5.0,
         partition_reach: float = 0.8,
         partition_colour_weight: float = 2.0,
         colour_cut_reach: float = 0.3,
+        negative_cell_weight: float = 2.0,
     ) -> None:
+        self.negative_cell_weight = negative_cell_weight
         self.colour_cut_reach = colour_cut_reach
         self.partition_reach = partition_reach
         self.partition_colour_weight = partition_colour_weight
@@ -166,7 +168,9 @@ class GeodesicGrabCutEngine(Engine):
             mask = enlarge(small_mask, full_shape)
         else:
             small_current = shrink_majority(current, small_shape)
-            small_mask, stability = self._correction_cut(small_rgb, small_current, small_positive, small_negative)
+            small_mask, stability = self._correction_cut(
+                small_rgb, embedding.arrays["lab_steps"], small_current, small_positive, small_negative
+            )
             seeds = correction_seeds(small_current, small_mask, small_positive, small_negative)
             if seeds.any():
                 small_mask = keep_components_touching(small_mask, seeds)
@@ -368,7 +372,7 @@ class GeodesicGrabCutEngine(Engine):
         return region, farthest
 
     def _correction_cut(
-        self, rgb: np.ndarray, current: np.ndarray, positive: np.ndarray, negative: np.ndarray
+        self, rgb: np.ndarray, changes: np.ndarray, current: np.ndarray, positive: np.ndarray, negative: np.ndarray
     ) -> tuple[np.ndarray, float]:
         """GrabCut near the round's corrections, the rest of the current mask held.
 
@@ -383,9 +387,16 @@ class GeodesicGrabCutEngine(Engine):
         region, farthest = self.correction_region(corrective)
         # Context beyond the reach: the colour models see both sides of the error.
         rows, cols = padded_box(region, int(round(self.correction_context * farthest)))
+        crop_negative = negative[rows, cols]
+        if self.negative_cell_weight > 0 and crop_negative.any():
+            # What a negative stroke claims stays out: a positive correction beside a
+            # look-alike neighbour must not flood it (its colours are the object's).
+            graph = geodesic_graph(step_costs(changes[:, rows, cols], self.negative_cell_weight))
+            claimed = geodesically_nearer(graph, crop_negative, positive[rows, cols] & ~crop_negative)
+            crop_negative = crop_negative | (claimed & ~current[rows, cols])
         result = current.copy()
         result[rows, cols], stability = self._grabcut(
-            rgb[rows, cols], current[rows, cols], positive[rows, cols], negative[rows, cols], held=~region[rows, cols]
+            rgb[rows, cols], current[rows, cols], positive[rows, cols], crop_negative, held=~region[rows, cols]
         )
         return result, stability
 
