@@ -20,7 +20,13 @@ from scipy import ndimage
 from ...engine_registry import GEODESIC_GRABCUT
 from ..engine import Embedding, Engine, Prediction
 from ..prompts import Prompts
-from .lookalike_partition import beyond_reach, fused_with_colour_cut, lookalike_partition, strokes_mark_lookalikes
+from .lookalike_partition import (
+    beyond_reach,
+    claimed_behind_edge,
+    fused_with_colour_cut,
+    lookalike_partition,
+    strokes_mark_lookalikes,
+)
 from ..regions import MIN_COLOUR_MODEL_SAMPLES, padded_box, shrink_any
 
 from .geodesic import (  # noqa: F401 - re-exported: callers import them from here
@@ -176,8 +182,9 @@ class GeodesicGrabCutEngine(Engine):
                 small_mask = keep_components_touching(small_mask, seeds)
             mask = self._apply_local_correction(current, small_current, small_mask, positive, negative, full_shape)
             if self.edge_contrast > 0:
-                behind_edge = self.claimed_behind_edge(
-                    embedding.arrays["lab_steps"], small_current, small_positive, small_negative & small_current
+                behind_edge = claimed_behind_edge(
+                    embedding.arrays["lab_steps"], small_current, small_positive, small_negative & small_current,
+                    self.claim_colour_weight, self.edge_contrast,
                 )
                 if behind_edge.any():
                     mask &= ~enlarge(behind_edge, full_shape)
@@ -304,38 +311,6 @@ class GeodesicGrabCutEngine(Engine):
         seeds[positive] = 1
         graph = geodesic_graph(step_costs(changes, self.separation_colour_weight))
         return nearest_seed_labels(graph, seeds) == 2
-
-    def claimed_behind_edge(
-        self, changes: np.ndarray, current: np.ndarray, positive: np.ndarray, negative: np.ndarray
-    ) -> np.ndarray:
-        """The part of ``current`` a negative correction claims, when an edge parts it from the rest.
-
-        The claim is every mask pixel geodesically nearer the negative strokes on
-        the mask than any positive stroke. It is removed whole only when the line
-        between claim and rest runs along an edge (its colour change at least
-        ``edge_contrast`` times the mask's median): a look-alike neighbour, not a
-        piece of the object the strokes happen to lie near.
-        """
-        if not negative.any() or not positive.any():
-            return np.zeros(current.shape, bool)
-        seeds = np.zeros(current.shape, np.int32)
-        seeds[negative] = 2
-        seeds[positive] = 1
-        graph = geodesic_graph(step_costs(changes, self.claim_colour_weight))
-        claimed = current & (nearest_seed_labels(graph, seeds) == 2)
-        claimed = keep_components_touching(claimed, negative)
-        rest = current & ~claimed
-        if not claimed.any() or not rest.any():
-            return np.zeros(current.shape, bool)
-        # The strongest change within two pixels: the line of equal distance
-        # runs beside an edge, not always on it.
-        edges = cv2.dilate(changes.max(axis=0), np.ones((5, 5), np.uint8))
-        line = claimed & (cv2.dilate(rest.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
-        inside = cv2.erode(current.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
-        typical = float(np.median(edges[inside])) if inside.any() else float(np.median(edges[current]))
-        if not line.any() or float(np.median(edges[line])) < self.edge_contrast * max(typical, 1.0):
-            return np.zeros(current.shape, bool)
-        return claimed
 
     @staticmethod
     def _beyond_extent(positive: np.ndarray, reach: float) -> np.ndarray:
