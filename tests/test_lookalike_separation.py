@@ -119,15 +119,22 @@ def test_a_negative_correction_on_a_look_alike_behind_an_edge_removes_all_of_it_
     assert iou(mask, left) >= 0.9
 
 
+def strokes_on_both_discs(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A positive line on the left disc, a negative one on the right, and what lies far beyond."""
+    from ml_backend.core.engines.lookalike_partition import beyond_reach
+
+    positive = np.zeros(shape, bool)
+    positive[100:141, 108:112] = True
+    on_neighbour = np.zeros(shape, bool)
+    on_neighbour[100:141, 208:212] = True
+    return positive, on_neighbour, beyond_reach(positive, 2.0)
+
+
 def test_strokes_on_one_object_coloured_side_mark_look_alikes_strokes_all_around_on_background_do_not():
-    from ml_backend.core.engines.lookalike_partition import beyond_reach, strokes_mark_lookalikes
+    from ml_backend.core.engines.lookalike_partition import strokes_mark_lookalikes
 
     image, left, right = two_discs()
-    positive = np.zeros(left.shape, bool)
-    positive[100:141, 108:112] = True
-    on_neighbour = np.zeros(left.shape, bool)
-    on_neighbour[100:141, 208:212] = True
-    far = beyond_reach(positive, 2.0)
+    positive, on_neighbour, far = strokes_on_both_discs(left.shape)
     assert strokes_mark_lookalikes(image, positive, on_neighbour, far)
     # Background strokes around the object, as in GrabCut's benchmark: the colour models keep the say.
     around = np.zeros(left.shape, bool)
@@ -143,15 +150,11 @@ def test_strokes_on_one_object_coloured_side_mark_look_alikes_strokes_all_around
 
 
 def test_a_neighbour_unlike_both_object_and_background_is_a_look_alike_a_short_dab_is_a_leak():
-    from ml_backend.core.engines.lookalike_partition import beyond_reach, strokes_mark_lookalikes
+    from ml_backend.core.engines.lookalike_partition import strokes_mark_lookalikes
 
     image, left, right = two_discs()
     image[right] = (60, 60, 200)  # a neighbour of the object's kind in other colours (a blue shirt)
-    positive = np.zeros(left.shape, bool)
-    positive[100:141, 108:112] = True
-    on_neighbour = np.zeros(left.shape, bool)
-    on_neighbour[100:141, 208:212] = True
-    far = beyond_reach(positive, 2.0)
+    positive, on_neighbour, far = strokes_on_both_discs(left.shape)
     assert strokes_mark_lookalikes(image, positive, on_neighbour, far)
     # The same stroke shortened to a dab (under 0.2 of the positive stroke) marks a leak to
     # cut away, not a neighbour: the colour models keep the say.
