@@ -55,16 +55,20 @@ def beyond_reach(positive: np.ndarray, reach: float) -> np.ndarray:
     return distance > reach * stroke_extent(positive)
 
 
-def _lab_codes(rgb: np.ndarray, levels: int) -> np.ndarray:
-    """Each pixel's Lab histogram bin, ``levels`` bins a channel, after a light blur."""
-    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab)
+def blurred_lab(rgb: np.ndarray) -> np.ndarray:
+    """The image in Lab after a light blur: what the colour histograms count."""
+    return cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab)
+
+
+def _lab_codes(lab: np.ndarray, levels: int) -> np.ndarray:
+    """Each pixel's Lab histogram bin, ``levels`` bins a channel."""
     bins = (lab // (256 // levels)).astype(np.int32)
     return (bins[..., 0] * levels + bins[..., 1]) * levels + bins[..., 2]
 
 
-def object_like_colours(rgb: np.ndarray, positive: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Pixels whose colour is commoner on the positive strokes than on ``background`` (Lab histograms)."""
-    codes = _lab_codes(rgb, _HISTOGRAM_LEVELS)
+def object_like_colours(lab: np.ndarray, positive: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Pixels whose colour is commoner on the positive strokes than on ``background`` (``blurred_lab``)."""
+    codes = _lab_codes(lab, _HISTOGRAM_LEVELS)
     size = _HISTOGRAM_LEVELS**3
 
     def histogram(where: np.ndarray) -> np.ndarray:
@@ -75,13 +79,13 @@ def object_like_colours(rgb: np.ndarray, positive: np.ndarray, background: np.nd
     return histogram(positive)[codes] > histogram(background)[codes]
 
 
-def colour_overlap(rgb: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
+def colour_overlap(lab: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
     """How alike the colours of two sets of pixels are: the Bhattacharyya coefficient of their
     Lab histograms, 1 for the same colours, 0 for none shared.
 
     Coarse bins (8 a channel): two patches of one lawn must count as alike.
     """
-    codes = _lab_codes(rgb, _OVERLAP_LEVELS)
+    codes = _lab_codes(lab, _OVERLAP_LEVELS)
     size = _OVERLAP_LEVELS**3
     first_histogram = np.bincount(codes[first], minlength=size) / max(1, np.count_nonzero(first))
     second_histogram = np.bincount(codes[second], minlength=size) / max(1, np.count_nonzero(second))
@@ -148,9 +152,10 @@ def strokes_mark_lookalikes(
         return False
     if longest_stroke_extent(negative) < min_length_ratio * stroke_extent(positive):
         return False
-    if colour_overlap(rgb, negative, background) < max_background_overlap:
+    lab = blurred_lab(rgb)
+    if colour_overlap(lab, negative, background) < max_background_overlap:
         return True
-    return mean_stroke_share(object_like_colours(rgb, positive, background), negative) >= min_share
+    return mean_stroke_share(object_like_colours(lab, positive, background), negative) >= min_share
 
 
 def lookalike_partition(
@@ -165,7 +170,9 @@ def lookalike_partition(
     background's colours). Also returns those object-coloured pixels.
     """
     background_colours = (border_pixels(positive.shape) | wide_far) & ~positive & ~negative
-    object_like = object_like_colours(rgb, positive, background_colours) if background_colours.any() else False
+    object_like = (
+        object_like_colours(blurred_lab(rgb), positive, background_colours) if background_colours.any() else False
+    )
     far = beyond_reach(positive, reach) & ~positive & ~object_like
     background = negative | far | (border_pixels(positive.shape) & ~positive)
     graph = geodesic_graph(step_costs(changes, colour_weight))
