@@ -8,6 +8,7 @@ import pytest
 
 from ml_backend.core.engine import Embedding
 from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine, step_costs
+from ml_backend.core.engines.local_correction import correction_region
 from ml_backend.core.prompts import make_prompts
 from ml_backend.tools.evaluation.metrics import iou
 
@@ -284,12 +285,11 @@ def test_a_positive_correction_does_not_flood_a_look_alike_region_beyond_its_rea
 
 
 def test_corrections_reach_half_their_length_and_at_least_the_least_reach():
-    engine = GeodesicGrabCutEngine(correction_reach=0.02)
     shape = (300, 400)  # diagonal 500: the least reach is 10 px
     corrective = np.zeros(shape, bool)
     corrective[50, 100:104] = True  # short: reaches 10 px
     corrective[200, 100:200] = True  # 100 px long: reaches 50 px
-    region, farthest = engine.correction_region(corrective)
+    region, farthest = correction_region(corrective, least_reach=0.02)
     assert farthest == pytest.approx(50.0)
     assert region[50, 112] and not region[50, 116]
     assert region[200 - 48, 150] and not region[200 - 53, 150]

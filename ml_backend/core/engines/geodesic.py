@@ -71,16 +71,20 @@ def _offset_slices(height: int, width: int, dy: int, dx: int) -> tuple[tuple[sli
     return (rows_from, cols_from), (rows_to, cols_to)
 
 
-def geodesic_graph(costs: np.ndarray) -> csr_matrix:
-    """The undirected pixel graph whose shortest paths are the geodesic distances."""
+def geodesic_graph(costs: np.ndarray, within: np.ndarray | None = None) -> csr_matrix:
+    """The undirected pixel graph whose shortest paths are the geodesic distances.
+
+    With ``within``, only steps between two of its pixels exist: paths stay inside it.
+    """
     _, height, width = costs.shape
     index = np.arange(height * width).reshape(height, width)
     rows, cols, weights = [], [], []
     for offset, (dy, dx) in enumerate(_HALF_NEIGHBOURHOOD):
         source, target = _offset_slices(height, width, dy, dx)
-        rows.append(index[source].ravel())
-        cols.append(index[target].ravel())
-        weights.append(costs[offset][source].ravel())
+        kept = slice(None) if within is None else (within[source] & within[target]).ravel()
+        rows.append(index[source].ravel()[kept])
+        cols.append(index[target].ravel()[kept])
+        weights.append(costs[offset][source].ravel()[kept])
     size = height * width
     graph = csr_matrix(
         (np.concatenate(weights).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))),
@@ -169,3 +173,4 @@ def border_pixels(shape: tuple[int, int]) -> np.ndarray:
     border[0, :] = border[-1, :] = True
     border[:, 0] = border[:, -1] = True
     return border
+

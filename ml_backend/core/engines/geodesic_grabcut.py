@@ -28,6 +28,7 @@ from .lookalike_partition import (
     strokes_mark_lookalikes,
 )
 from ..regions import MIN_COLOUR_MODEL_SAMPLES, padded_box, shrink_any
+from .local_correction import applied_locally, correction_region, held_by_current_labels
 
 from .geodesic import (  # noqa: F401 - re-exported: callers import them from here
     as_rgb,
@@ -95,7 +96,11 @@ class GeodesicGrabCutEngine(Engine):
         partition_colour_weight: float = 2.0,
         colour_cut_reach: float = 0.3,
         negative_cell_weight: float = 2.0,
+        held_colour_weight: float = 2.0,
+        rival_reach: float = 2.0,
     ) -> None:
+        self.rival_reach = rival_reach
+        self.held_colour_weight = held_colour_weight
         self.negative_cell_weight = negative_cell_weight
         self.colour_cut_reach = colour_cut_reach
         self.partition_reach = partition_reach
@@ -180,7 +185,7 @@ class GeodesicGrabCutEngine(Engine):
             seeds = correction_seeds(small_current, small_mask, small_positive, small_negative)
             if seeds.any():
                 small_mask = keep_components_touching(small_mask, seeds)
-            mask = self._apply_local_correction(current, small_current, small_mask, positive, negative, full_shape)
+            mask = applied_locally(current, small_current, small_mask, positive, negative, full_shape)
             if self.edge_contrast > 0:
                 behind_edge = claimed_behind_edge(
                     embedding.arrays["lab_steps"], small_current, small_positive, small_negative & small_current,
@@ -321,31 +326,6 @@ class GeodesicGrabCutEngine(Engine):
         """
         return beyond_reach(positive, reach)
 
-    def correction_region(self, corrective: np.ndarray) -> tuple[np.ndarray, float]:
-        """Where a round's corrections may change the mask, and the farthest reach.
-
-        Each stroke reaches as far as half its length and at least
-        ``correction_reach`` of the diagonal: a long stroke corrects a long error.
-        """
-        least = self.correction_reach * float(np.hypot(*corrective.shape))
-        labels, _ = ndimage.label(corrective, structure=_EIGHT_CONNECTED)
-        region = np.zeros(corrective.shape, bool)
-        farthest = least
-        for index, rows_and_cols in enumerate(ndimage.find_objects(labels), start=1):
-            rows, cols = rows_and_cols
-            length = max(rows.stop - rows.start, cols.stop - cols.start)
-            reach = max(least, 0.5 * length)
-            farthest = max(farthest, reach)
-            # Distances only matter within the reach: measure them in the stroke's padded box.
-            pad = int(np.ceil(reach)) + 1
-            box = (
-                slice(max(0, rows.start - pad), rows.stop + pad),
-                slice(max(0, cols.start - pad), cols.stop + pad),
-            )
-            outside_stroke = (labels[box] != index).astype(np.uint8)
-            region[box] |= cv2.distanceTransform(outside_stroke, cv2.DIST_L2, 3) <= reach
-        return region, farthest
-
     def _correction_cut(
         self, rgb: np.ndarray, changes: np.ndarray, current: np.ndarray, positive: np.ndarray, negative: np.ndarray
     ) -> tuple[np.ndarray, float]:
@@ -359,7 +339,8 @@ class GeodesicGrabCutEngine(Engine):
         corrective = (positive & ~current) | (negative & current)
         if not corrective.any():
             return current.copy(), 1.0
-        region, farthest = self.correction_region(corrective)
+        region, farthest = correction_region(corrective, self.correction_reach)
+        wide_region, _ = correction_region(corrective, self.rival_reach * self.correction_reach, self.rival_reach * 0.5)
         # Context beyond the reach: the colour models see both sides of the error.
         rows, cols = padded_box(region, int(round(self.correction_context * farthest)))
         crop_negative = negative[rows, cols]
@@ -369,9 +350,15 @@ class GeodesicGrabCutEngine(Engine):
             graph = geodesic_graph(step_costs(changes[:, rows, cols], self.negative_cell_weight))
             claimed = geodesically_nearer(graph, crop_negative, positive[rows, cols] & ~crop_negative)
             crop_negative = crop_negative | (claimed & ~current[rows, cols])
+        held = ~region[rows, cols]
+        if self.held_colour_weight > 0:
+            held |= held_by_current_labels(
+                step_costs(changes[:, rows, cols], self.held_colour_weight),
+                current[rows, cols], positive[rows, cols], negative[rows, cols], wide_region[rows, cols],
+            )
         result = current.copy()
         result[rows, cols], stability = self._grabcut(
-            rgb[rows, cols], current[rows, cols], positive[rows, cols], crop_negative, held=~region[rows, cols]
+            rgb[rows, cols], current[rows, cols], positive[rows, cols], crop_negative, held=held
         )
         return result, stability
 
@@ -409,28 +396,3 @@ class GeodesicGrabCutEngine(Engine):
         changed = np.count_nonzero(mask != before_last)
         stability = 1.0 - min(1.0, changed / max(1, np.count_nonzero(mask)))
         return mask, float(stability)
-
-    @staticmethod
-    def _apply_local_correction(
-        current: np.ndarray,
-        small_current: np.ndarray,
-        small_mask: np.ndarray,
-        positive: np.ndarray,
-        negative: np.ndarray,
-        full_shape: tuple[int, int],
-    ) -> np.ndarray:
-        """The current mask, changed only where the new result differs in a region a correction touches.
-
-        Without this a stroke on one error would also let GrabCut drift elsewhere;
-        and unchanged parts keep the current mask's full-resolution edge.
-        """
-        small_changed = small_mask ^ small_current
-        if small_changed.shape != full_shape:
-            # One working pixel of margin: the enlarged change must cover its whole footprint.
-            small_changed = cv2.dilate(small_changed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        changed_region = enlarge(small_changed, full_shape)
-        proposal = np.where(changed_region, enlarge(small_mask, full_shape), current)
-        difference = proposal ^ current
-        corrective = (positive & ~current) | (negative & current)
-        touched = keep_components_touching(difference, corrective)
-        return current ^ touched
