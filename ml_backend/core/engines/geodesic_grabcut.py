@@ -95,13 +95,15 @@ class GeodesicGrabCutEngine(Engine):
         partition_reach: float = 0.8,
         partition_colour_weight: float = 2.0,
         colour_cut_reach: float = 0.3,
-        negative_cell_weight: float = 2.0,
-        held_colour_weight: float = 2.0,
+        correction_colour_weight: float = 2.0,
+        claim_for_negative_strokes: bool = True,
+        hold_current_labels: bool = True,
         rival_reach: float = 2.0,
     ) -> None:
+        self.correction_colour_weight = correction_colour_weight
+        self.claim_for_negative_strokes = claim_for_negative_strokes
+        self.hold_current_labels = hold_current_labels
         self.rival_reach = rival_reach
-        self.held_colour_weight = held_colour_weight
-        self.negative_cell_weight = negative_cell_weight
         self.colour_cut_reach = colour_cut_reach
         self.partition_reach = partition_reach
         self.partition_colour_weight = partition_colour_weight
@@ -344,17 +346,19 @@ class GeodesicGrabCutEngine(Engine):
         # Context beyond the reach: the colour models see both sides of the error.
         rows, cols = padded_box(region, int(round(self.correction_context * farthest)))
         crop_negative = negative[rows, cols]
-        if self.negative_cell_weight > 0 and crop_negative.any():
+        # Both geodesics below weigh colour alike: one set of step costs for the crop.
+        crop_costs = step_costs(changes[:, rows, cols], self.correction_colour_weight)
+        if self.claim_for_negative_strokes and crop_negative.any():
             # What a negative stroke claims stays out: a positive correction beside a
             # look-alike neighbour must not flood it (its colours are the object's).
-            graph = geodesic_graph(step_costs(changes[:, rows, cols], self.negative_cell_weight))
-            claimed = geodesically_nearer(graph, crop_negative, positive[rows, cols] & ~crop_negative)
+            claimed = geodesically_nearer(
+                geodesic_graph(crop_costs), crop_negative, positive[rows, cols] & ~crop_negative
+            )
             crop_negative = crop_negative | (claimed & ~current[rows, cols])
         held = ~region[rows, cols]
-        if self.held_colour_weight > 0:
+        if self.hold_current_labels:
             held |= held_by_current_labels(
-                step_costs(changes[:, rows, cols], self.held_colour_weight),
-                current[rows, cols], positive[rows, cols], negative[rows, cols], wide_region[rows, cols],
+                crop_costs, current[rows, cols], positive[rows, cols], negative[rows, cols], wide_region[rows, cols]
             )
         result = current.copy()
         result[rows, cols], stability = self._grabcut(
