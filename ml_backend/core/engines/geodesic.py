@@ -173,4 +173,3 @@ def border_pixels(shape: tuple[int, int]) -> np.ndarray:
     border[0, :] = border[-1, :] = True
     border[:, 0] = border[:, -1] = True
     return border
-

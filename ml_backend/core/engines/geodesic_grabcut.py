@@ -28,7 +28,7 @@ from .lookalike_partition import (
     strokes_mark_lookalikes,
 )
 from ..regions import MIN_COLOUR_MODEL_SAMPLES, padded_box, shrink_any
-from .local_correction import applied_locally, correction_region, held_by_current_labels
+from .local_correction import REACH_LENGTH_SHARE, applied_locally, correction_region, held_by_current_labels
 
 from .geodesic import (  # noqa: F401 - re-exported: callers import them from here
     as_rgb,
@@ -342,7 +342,9 @@ class GeodesicGrabCutEngine(Engine):
         if not corrective.any():
             return current.copy(), 1.0
         region, farthest = correction_region(corrective, self.correction_reach)
-        wide_region, _ = correction_region(corrective, self.rival_reach * self.correction_reach, self.rival_reach * 0.5)
+        wide_region, _ = correction_region(
+            corrective, self.rival_reach * self.correction_reach, self.rival_reach * REACH_LENGTH_SHARE
+        )
         # Context beyond the reach: the colour models see both sides of the error.
         rows, cols = padded_box(region, int(round(self.correction_context * farthest)))
         crop_negative = negative[rows, cols]

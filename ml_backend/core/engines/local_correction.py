@@ -18,13 +18,14 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from .geodesic import enlarge, geodesic_graph, keep_components_touching, nearest_seed_labels
+from .geodesic import _EIGHT_CONNECTED, enlarge, geodesic_graph, keep_components_touching, nearest_seed_labels
 
-_EIGHT_CONNECTED = np.ones((3, 3), bool)
+#: A stroke corrects an error about as long as itself: it reaches half its length around it.
+REACH_LENGTH_SHARE = 0.5
 
 
 def correction_region(
-    strokes: np.ndarray, least_reach: float, length_share: float = 0.5
+    strokes: np.ndarray, least_reach: float, length_share: float = REACH_LENGTH_SHARE
 ) -> tuple[np.ndarray, float]:
     """Where strokes may change the mask, and the farthest reach in pixels (0 without strokes).
 
