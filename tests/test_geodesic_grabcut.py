@@ -8,7 +8,7 @@ import pytest
 
 from ml_backend.core.engine import Embedding
 from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine, step_costs
-from ml_backend.core.engines.local_correction import correction_region
+from ml_backend.core.engines.local_correction import beyond_missed_width, correction_region
 from ml_backend.core.prompts import make_prompts
 from ml_backend.tools.evaluation.metrics import iou
 
@@ -294,3 +294,16 @@ def test_corrections_reach_half_their_length_and_at_least_the_least_reach():
     assert region[50, 112] and not region[50, 116]
     assert region[200 - 48, 150] and not region[200 - 53, 150]
     assert region[corrective].all()
+
+
+def test_an_addition_reaches_a_few_times_its_strokes_distance_from_the_mask():
+    current = np.zeros((60, 100), bool)
+    current[:, :50] = True
+    stroke = np.zeros_like(current)
+    stroke[10:50, 55] = True  # 6 px from the mask's last column
+    beyond = beyond_missed_width(current, stroke, width_factor=1.5)  # 9 px around the stroke
+    assert not beyond[30, 64] and beyond[30, 65]
+    assert not beyond[current].any()
+    far_stroke = np.zeros_like(current)
+    far_stroke[30, 85:95] = True  # a dab far out in a missed lobe reaches much farther
+    assert not beyond_missed_width(current, far_stroke, width_factor=1.5)[30, 60]

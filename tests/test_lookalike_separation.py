@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine
+from ml_backend.core.engines.lookalike_partition import beyond_neighbours_distance
 from ml_backend.core.prompts import make_prompts
 from ml_backend.core.segmenter import Segmenter
 from ml_backend.tools.evaluation.metrics import iou
@@ -277,3 +278,31 @@ def test_a_negative_correction_on_a_neighbours_strip_stops_at_the_edge():
     scores, signs = coco_rounds("000000000072_00", 1)
     assert signs == [False], "round 1 changed: the first correction is no longer negative"
     assert scores[1] >= scores[0]
+
+
+def test_a_positive_correction_along_a_missed_rim_fills_the_rim_not_the_wall_beyond():
+    """A round vase on a dark wall: round 1 keeps its middle and misses a rim all around. The
+    robot's positive stroke runs along that rim, close to the mask; without a limit on how
+    far an addition goes from such a stroke, the wall of the vase's colour beyond came with
+    it (IoU 0.556 -> 0.481)."""
+    scores, signs = coco_rounds("000000000446_11", 1)
+    assert signs == [True], "round 1 changed: the first correction is no longer positive"
+    assert scores[1] >= 0.6
+
+
+def test_strokes_on_touching_neighbours_keep_round_one_from_flooding_the_far_side():
+    """A visitor at the image's left edge, another in front of her, marked by a negative line:
+    nothing marks the wall on her other side, and round 1 flooded it (IoU 0.233). The object
+    ends about as far from the positive line on that side as the neighbour lies on the other."""
+    scores, _ = coco_rounds("000000000136_01", 0)
+    assert scores[0] >= 0.5
+
+
+def test_the_object_ends_about_as_far_from_the_positive_line_as_its_marked_neighbour_lies():
+    positive = np.zeros((80, 120), bool)
+    positive[20:60, 60] = True
+    negative = np.zeros_like(positive)
+    negative[20:60, 80] = True  # the neighbour, 20 px to the right
+    beyond = beyond_neighbours_distance(positive, negative, factor=1.0)
+    assert not beyond[40, 40] and beyond[40, 39]  # 20 px to the left stays, 21 does not
+    assert not beyond_neighbours_distance(positive, negative, factor=0.0).any()

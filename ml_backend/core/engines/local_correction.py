@@ -1,7 +1,7 @@
 """A correction round's change: only near its strokes, and only what they speak for.
 
 A corrective stroke flips pixels of one label: a positive stroke outside the
-current mask adds, a negative one inside it removes. Three limits keep the change
+current mask adds, a negative one inside it removes. Four limits keep the change
 to the error the stroke was drawn on:
 
 - ``correction_region``: a stroke reaches a share of its length around it;
@@ -9,6 +9,8 @@ to the error the stroke was drawn on:
   beyond which the pixels are nearer what the stroke does not speak for
   (COCO128-instances robot rounds: the pixels a negative correction wrongly
   removes elsewhere fall from 0.52 to 0.29 of the corrected error's size);
+- ``beyond_missed_width``: an addition stays within a few times the stroke's
+  distance from the mask (a strip missed along the mask is narrow);
 - ``applied_locally``: only changes connected to a corrective stroke are kept.
 """
 
@@ -22,6 +24,8 @@ from .geodesic import _EIGHT_CONNECTED, enlarge, geodesic_graph, keep_components
 
 #: A stroke corrects an error about as long as itself: it reaches half its length around it.
 REACH_LENGTH_SHARE = 0.5
+#: In working pixels: a stroke on the mask's very edge still speaks for a thin strip.
+_LEAST_MISSED_WIDTH = 2.0
 
 
 def correction_region(
@@ -77,6 +81,24 @@ def held_by_current_labels(
         nearest = nearest_seed_labels(geodesic_graph(costs, within=label_pixels), seeds)
         held |= label_pixels & (nearest == 2)
     return held
+
+
+def beyond_missed_width(current: np.ndarray, adding: np.ndarray, width_factor: float) -> np.ndarray:
+    """Pixels outside ``current`` that an adding stroke cannot speak for: farther from it than
+    ``width_factor`` times the stroke's own farthest distance from the mask.
+
+    A stroke drawn along a missed part lies about halfway across it: a strip left
+    beside the mask is as wide as twice the stroke's distance from it, while a
+    missed lobe away from the mask may be as wide as that distance is long.
+    """
+    distance_to_mask = cv2.distanceTransform((~current).astype(np.uint8), cv2.DIST_L2, 3)
+    labels, count = ndimage.label(adding, structure=_EIGHT_CONNECTED)
+    spoken_for = np.zeros(current.shape, bool)
+    for index in range(1, count + 1):
+        stroke = labels == index
+        width = max(_LEAST_MISSED_WIDTH, float(distance_to_mask[stroke].max()))
+        spoken_for |= cv2.distanceTransform((~stroke).astype(np.uint8), cv2.DIST_L2, 3) <= width_factor * width
+    return ~current & ~spoken_for
 
 
 def applied_locally(
