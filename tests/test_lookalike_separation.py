@@ -281,10 +281,10 @@ def test_a_negative_correction_on_a_neighbours_strip_stops_at_the_edge():
 
 
 def test_a_positive_correction_along_a_missed_rim_fills_the_rim_not_the_wall_beyond():
-    """A round vase on a dark wall: round 1 keeps its middle and misses a rim all around. The
-    robot's positive stroke runs along that rim, close to the mask; without a limit on how
-    far an addition goes from such a stroke, the wall of the vase's colour beyond came with
-    it (IoU 0.556 -> 0.481)."""
+    """A hanging glass vase on a dark wall, two others beside it: round 1 keeps its middle and
+    misses a rim all around. The robot's positive stroke runs along that rim, close to the
+    mask; without a limit on how far an addition goes from such a stroke, the wall of the
+    vase's colour beyond came with it (IoU 0.556 -> 0.481)."""
     scores, signs = coco_rounds("000000000446_11", 1)
     assert signs == [True], "round 1 changed: the first correction is no longer positive"
     assert scores[1] >= 0.6
