@@ -364,27 +364,26 @@ class GeodesicGrabCutEngine(Engine):
         )
         # Context beyond the reach: the colour models see both sides of the error.
         rows, cols = padded_box(region, int(round(self.correction_context * farthest)))
-        crop_negative = negative[rows, cols]
+        crop_current, crop_positive, crop_negative = current[rows, cols], positive[rows, cols], negative[rows, cols]
         # Both geodesics below weigh colour alike: one set of step costs for the crop.
         crop_costs = step_costs(changes[:, rows, cols], self.correction_colour_weight)
+        claimed_background = crop_negative
         if self.claim_for_negative_strokes and crop_negative.any():
             # What a negative stroke claims stays out: a positive correction beside a
             # look-alike neighbour must not flood it (its colours are the object's).
-            claimed = geodesically_nearer(
-                geodesic_graph(crop_costs), crop_negative, positive[rows, cols] & ~crop_negative
-            )
-            crop_negative = crop_negative | (claimed & ~current[rows, cols])
+            claimed = geodesically_nearer(geodesic_graph(crop_costs), crop_negative, crop_positive & ~crop_negative)
+            claimed_background = crop_negative | (claimed & ~crop_current)
         held = ~region[rows, cols]
         if self.hold_current_labels:
             held |= held_by_current_labels(
-                crop_costs, current[rows, cols], positive[rows, cols], negative[rows, cols], wide_region[rows, cols]
+                crop_costs, crop_current, crop_positive, crop_negative, wide_region[rows, cols]
             )
-        adding = (positive & ~current)[rows, cols]
-        if self.missed_width_factor > 0 and adding.any() and current[rows, cols].any():
-            held |= beyond_missed_width(current[rows, cols], adding, self.missed_width_factor)
+        adding = crop_positive & ~crop_current
+        if self.missed_width_factor > 0 and adding.any() and crop_current.any():
+            held |= beyond_missed_width(crop_current, adding, self.missed_width_factor)
         result = current.copy()
         result[rows, cols], stability = self._grabcut(
-            rgb[rows, cols], current[rows, cols], positive[rows, cols], crop_negative, held=held
+            rgb[rows, cols], crop_current, crop_positive, claimed_background, held=held
         )
         return result, stability
 
