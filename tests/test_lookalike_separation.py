@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from ml_backend.core.engines.geodesic_grabcut import GeodesicGrabCutEngine
 from ml_backend.core.engines.lookalike_partition import beyond_neighbours_distance
@@ -55,6 +56,24 @@ def test_two_touching_discs_of_one_colour_a_negative_stroke_removes_the_right_on
     positive[100:141, 108:112] = True
     negative[100:141, 208:212] = True
     mask = segment(image, positive, negative)
+    assert iou(mask, left) >= 0.9
+    assert (mask & right).sum() <= 0.05 * right.sum()
+
+
+@pytest.mark.parametrize(
+    "rows, cols",
+    [((112, 128), (102, 118)), ((112, 128), (135, 151)), ((112, 128), (70, 86)), ((80, 96), (102, 118))],
+    ids=["centre", "beside the neighbour", "far side", "top"],
+)
+def test_a_dab_anywhere_on_the_object_keeps_all_of_it_and_none_of_the_neighbour(rows, cols):
+    # Annotators dab where their cursor is, not on the object's centre line. Off the
+    # centre, the far side lay nearer the border than the dab (0.55-0.59 before).
+    image, left, right = two_discs()
+    dab = np.zeros(left.shape, bool)
+    dab[slice(*rows), slice(*cols)] = True
+    negative = np.zeros(left.shape, bool)
+    negative[100:141, 208:212] = True
+    mask = segment(image, dab, negative)
     assert iou(mask, left) >= 0.9
     assert (mask & right).sum() <= 0.05 * right.sum()
 

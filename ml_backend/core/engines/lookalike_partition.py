@@ -201,16 +201,25 @@ def fused_with_colour_cut(
     partition: np.ndarray, object_like: np.ndarray, nearer_positive: np.ndarray, colour_cut: np.ndarray,
     positive: np.ndarray, trusted_reach: float,
 ) -> np.ndarray:
-    """The partition, plus what the colour cut kept that no negative stroke claims.
+    """The partition, plus what the colour cut kept that no negative stroke claims, plus
+    the object-coloured region around the positive strokes.
 
     Two parts of the colour cut join when they are geodesically nearer a positive
     stroke than a negative one: its object-coloured pixels (a short stroke on a large
     disc keeps all of it) and its pixels within ``trusted_reach`` times the positive
     strokes' extent (COCO128-instances round 1, working resolution: partition alone
     0.643; with both 0.655; with pixels up to 0.8 times the extent, 0.608).
+
+    The colour cut starts from "nearer the strokes than the border", so a dab off the
+    object's centre loses the far side to the border, and colour cannot win it back
+    when the neighbour has the object's colours (two discs, a dab beside the
+    neighbour: 0.589). Object-coloured pixels nearer a positive stroke than a negative
+    one, connected to the positive strokes, join too (0.935; COCO128-instances, served
+    round 1: 0.633 -> 0.636).
     """
     within_reach = ~beyond_reach(positive, trusted_reach)
-    return partition | (colour_cut & nearer_positive & (object_like | within_reach))
+    fused = partition | (colour_cut & nearer_positive & (object_like | within_reach))
+    return fused | keep_components_touching(object_like & nearer_positive, positive)
 
 
 def claimed_behind_edge(
