@@ -307,3 +307,14 @@ def test_an_addition_reaches_a_few_times_its_strokes_distance_from_the_mask():
     far_stroke = np.zeros_like(current)
     far_stroke[30, 85:95] = True  # a dab far out in a missed lobe reaches much farther
     assert not beyond_missed_width(current, far_stroke, width_factor=1.5)[30, 60]
+
+
+def test_each_pixel_of_an_addition_speaks_for_its_own_distance_from_the_mask():
+    current = np.zeros((100, 160), bool)
+    current[:, :50] = True
+    hooked = np.zeros_like(current)
+    hooked[40:90, 55] = True  # 6 px from the mask
+    hooked[40, 55:86] = True  # its top end runs out 36 px
+    beyond = beyond_missed_width(current, hooked, width_factor=1.5)
+    assert not beyond[70, 110]  # the far end speaks for 54 px around it
+    assert beyond[95, 70]  # the near end for 9 px only: 16 px below it is not spoken for

@@ -84,20 +84,26 @@ def held_by_current_labels(
 
 
 def beyond_missed_width(current: np.ndarray, adding: np.ndarray, width_factor: float) -> np.ndarray:
-    """Pixels outside ``current`` that an adding stroke cannot speak for: farther from it than
-    ``width_factor`` times the stroke's own farthest distance from the mask.
+    """Pixels outside ``current`` that an adding stroke cannot speak for: each stroke pixel
+    speaks for those within ``width_factor`` times its own distance from the mask.
 
     A stroke drawn along a missed part lies about halfway across it: a strip left
     beside the mask is as wide as twice the stroke's distance from it, while a
-    missed lobe away from the mask may be as wide as that distance is long.
+    missed lobe away from the mask may be as wide as that distance is long. Each
+    pixel's own distance, not the stroke's farthest: a rim stroke that loops wide
+    at one end must not let its near end take the wall beside the mask
+    (COCO128-instances 446_11, round 2: 0.491 with the farthest, 0.704).
     """
     distance_to_mask = cv2.distanceTransform((~current).astype(np.uint8), cv2.DIST_L2, 3)
-    labels, count = ndimage.label(adding, structure=_EIGHT_CONNECTED)
+    radii = np.maximum(_LEAST_MISSED_WIDTH, np.ceil(distance_to_mask[adding]))
+    rows, cols = np.nonzero(adding)
     spoken_for = np.zeros(current.shape, bool)
-    for index in range(1, count + 1):
-        stroke = labels == index
-        width = max(_LEAST_MISSED_WIDTH, float(distance_to_mask[stroke].max()))
-        spoken_for |= cv2.distanceTransform((~stroke).astype(np.uint8), cv2.DIST_L2, 3) <= width_factor * width
+    # One distance transform per whole-pixel radius: a stroke spans a few dozen at most.
+    for radius in np.unique(radii):
+        not_at_radius = np.ones(current.shape, np.uint8)
+        at_radius = radii == radius
+        not_at_radius[rows[at_radius], cols[at_radius]] = 0
+        spoken_for |= cv2.distanceTransform(not_at_radius, cv2.DIST_L2, 3) <= width_factor * radius
     return ~current & ~spoken_for
 
 
