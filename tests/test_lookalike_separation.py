@@ -325,3 +325,22 @@ def test_the_object_ends_about_as_far_from_the_positive_line_as_its_marked_neigh
     beyond = beyond_neighbours_distance(positive, negative, factor=1.0)
     assert not beyond[40, 40] and beyond[40, 39]  # 20 px to the left stays, 21 does not
     assert not beyond_neighbours_distance(positive, negative, factor=0.0).any()
+    dab = np.zeros_like(positive)
+    dab[36:44, 72:78] = True  # 10 px long, about 5 px from the neighbour: it still bounds the object
+    assert beyond_neighbours_distance(dab, negative, factor=1.0)[40, 40]
+    far_dab = np.zeros_like(positive)
+    far_dab[38:42, 30:34] = True  # 6 px long, about 48 px from the neighbour: it says nothing of the width
+    assert not beyond_neighbours_distance(far_dab, negative, factor=1.0).any()
+
+
+def test_dabs_on_both_sides_of_the_contact_keep_the_whole_object():
+    # Annotators dab where two objects touch, not along the middle of one: the dab's
+    # distance to the neighbour says nothing of the object's width.
+    image, left, right = two_discs()
+    positive = np.zeros(left.shape, bool)
+    positive[112:128, 138:150] = True
+    negative = np.zeros(left.shape, bool)
+    negative[112:128, 170:182] = True
+    mask = segment(image, positive, negative)
+    assert iou(mask, left) >= 0.9
+    assert (mask & right).sum() <= 0.05 * right.sum()

@@ -63,12 +63,18 @@ def beyond_neighbours_distance(positive: np.ndarray, negative: np.ndarray, facto
 
     The negative strokes lie in neighbours that touch the object: on their side the
     object ends nearer than they lie, and an object is about as wide on its other side.
+    That holds for a line along the object, not for a dab shorter than its distance to
+    the neighbour: dabbed beside the contact, it would keep a sliver (two discs: 0.302).
+    Such strokes cut nothing; every COCO128-instances line is longer.
     """
     if factor <= 0 or not positive.any() or not negative.any():
         return np.zeros(positive.shape, bool)
     to_negative = cv2.distanceTransform((~negative).astype(np.uint8), cv2.DIST_L2, 3)
+    neighbours_distance = float(np.median(to_negative[positive]))
+    if stroke_extent(positive) < neighbours_distance:
+        return np.zeros(positive.shape, bool)
     to_positive = cv2.distanceTransform((~positive).astype(np.uint8), cv2.DIST_L2, 3)
-    return to_positive > factor * float(np.median(to_negative[positive]))
+    return to_positive > factor * neighbours_distance
 
 
 def blurred_lab(rgb: np.ndarray) -> np.ndarray:
