@@ -152,6 +152,20 @@ def test_clicks_work_like_small_strokes(engine, scene):
     assert iou(mask, truth) > 0.9
 
 
+@pytest.mark.parametrize("depth_share", [0.3, 0.5, 0.8, 1.0])
+def test_a_dab_anywhere_inside_gives_the_whole_object(engine, scene, depth_share):
+    # A dab says where the object is, not how large, like a click: taken as the
+    # object's extent, it kept only itself (IoU 0.008 wherever it lay).
+    image, truth = scene
+    depth = cv2.distanceTransform(truth.astype(np.uint8), cv2.DIST_L2, 5)
+    nearest_depth = np.where(truth, np.abs(depth - depth_share * depth.max()), np.inf)
+    row, col = np.unravel_index(int(np.argmin(nearest_depth)), truth.shape)
+    dab = np.zeros_like(truth)
+    cv2.circle(dab.view(np.uint8), (int(col), int(row)), 8, 1, -1)
+    mask = engine.predict(engine.embed(image), make_prompts(image.shape, positive_scribbles=dab)).mask
+    assert iou(mask, truth) > 0.9
+
+
 def test_no_positive_evidence_gives_an_empty_mask(engine, scene):
     image, truth = scene
     _, negative = strokes(truth)

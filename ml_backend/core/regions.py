@@ -28,3 +28,20 @@ def shrink_any(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if mask.shape == shape:
         return mask.copy()
     return cv2.resize(mask.astype(np.uint8) * 255, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 0
+
+
+# A stroke no longer than this many times its own thickness is a dab.
+_DAB_LENGTH_RATIO = 3.0
+
+
+def is_dab(strokes: np.ndarray) -> bool:
+    """True when ``strokes`` form one blob at most ``_DAB_LENGTH_RATIO`` times as long (bounding-box
+    diagonal) as it is thick (twice its inscribed radius)."""
+    if not strokes.any():
+        return False
+    rows = np.flatnonzero(strokes.any(axis=1))
+    cols = np.flatnonzero(strokes.any(axis=0))
+    length = float(np.hypot(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+    # Padded: the image's frame must bound a dab that touches it.
+    inscribed_radius = cv2.distanceTransform(np.pad(strokes, 1).astype(np.uint8), cv2.DIST_L2, 3).max()
+    return length <= _DAB_LENGTH_RATIO * 2 * float(inscribed_radius)

@@ -28,7 +28,7 @@ from .lookalike_partition import (
     lookalike_partition,
     strokes_mark_lookalikes,
 )
-from ..regions import MIN_COLOUR_MODEL_SAMPLES, padded_box, shrink_any
+from ..regions import MIN_COLOUR_MODEL_SAMPLES, is_dab, padded_box, shrink_any
 from .local_correction import (
     REACH_LENGTH_SHARE,
     applied_locally,
@@ -178,8 +178,11 @@ class GeodesicGrabCutEngine(Engine):
         small_negative = shrink_any(negative, small_shape)
         small_positive &= ~small_negative
         if current is None:
-            # Clicks say where the object is, not how large: only strokes give an extent.
+            # Clicks say where the object is, not how large: only strokes give an extent. So
+            # does a dab: one off the centre of a disc on grass kept 0.31-0.73 of it.
             small_spanning = shrink_any(prompts.positive_scribbles, small_shape) & ~small_negative
+            if is_dab(small_spanning):
+                small_spanning[:] = False
             small_mask, stability = self._first_round(
                 small_rgb, embedding.arrays["lab_steps"], small_positive, small_negative, inside_box, small_shape,
                 small_spanning,
