@@ -227,6 +227,19 @@ def test_the_robot_is_deterministic() -> None:
     assert not (first.pixels & ~error).any()
 
 
+def test_the_first_dab_lies_off_centre_at_half_the_depth_inside_the_object() -> None:
+    truth = disc((120, 160), 60, 80, 40)
+    dab = robot.first_dab(truth)
+    assert dab is not None and dab.positive
+    rows, columns = np.nonzero(dab.pixels)
+    distance_from_centre = np.hypot(rows.mean() - 60, columns.mean() - 80)
+    assert 15 <= distance_from_centre <= 25  # depth 20 of 40
+    width = robot.brush_width(truth.shape)
+    assert abs(columns.max() - columns.min() + 1 - 3 * width) <= 2
+    assert not (dab.pixels & ~truth).any()
+    assert robot.first_dab(truth, void=truth) is None
+
+
 def test_longest_skeleton_path_follows_the_main_branch() -> None:
     skeleton = np.zeros((50, 50), bool)
     skeleton[10, 5:31] = True  # arm along row 10
@@ -324,6 +337,18 @@ def test_runner_without_scribbles_starts_with_a_robot_stroke(tmp_path: Path) -> 
         assert 0.0 < details["iou"][0] < details["iou"][-1]
 
 
+def test_runner_can_start_with_a_dab_instead_of_the_scribbles(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "set")
+    samples = discover_samples(root, "scribbles")
+    report = run_benchmark(samples, {"painter": stroke_painter}, max_interactions=3, progress=False, first_dab=True)
+    assert report["first_dab"] is True
+    for sample, details in zip(samples, report["engines"]["painter"]["samples"]):
+        loaded = load_sample(sample)
+        expected = metrics.iou(robot.first_dab(loaded.ground_truth, loaded.void).pixels, loaded.ground_truth, loaded.void)
+        assert details["strokes"][0] == "dab"
+        assert details["iou"][0] == pytest.approx(expected)
+
+
 def test_stop_at_ends_a_sample_and_carries_its_score(tmp_path: Path) -> None:
     root = write_dataset(tmp_path / "set")
     samples = discover_samples(root, "scribbles")
@@ -390,6 +415,21 @@ def test_eval_command_writes_json_and_plot(tmp_path: Path, capsys: pytest.Captur
     assert summary["miou_first"] > 0.5  # GrabCut separates the bright object from the dark ground
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "grabcut" in capsys.readouterr().out
+
+
+def test_eval_command_starts_with_a_dab_when_asked(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "set")
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    json_path = tmp_path / "report.json"
+    args = parser.parse_args([
+        "eval", "--dataset", str(root), "--engine", "grabcut", "--max-interactions", "2", "--first-dab",
+        "--json", str(json_path), "--no-progress",
+    ])
+    assert args.handler(args) == 0
+    report = json.loads(json_path.read_text())
+    assert report["first_dab"] is True
+    assert {details["strokes"][0] for details in report["engines"]["grabcut"]["samples"]} == {"dab"}
 
 
 def test_eval_command_names_a_missing_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

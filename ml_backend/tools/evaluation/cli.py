@@ -63,6 +63,10 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--stop-at", type=_iou_threshold, metavar="IOU",
         help="stop a sample once its IoU reaches this and carry it forward (faster; NoS above IOU is then meaningless)",
     )
+    parser.add_argument(
+        "--first-dab", action="store_true",
+        help="round 1 is one positive dab off the object's centre, not the scribbles or the robot's line",
+    )
     parser.add_argument("--json", metavar="OUT.json", help="write the summary and per-sample details here")
     parser.add_argument("--plot", metavar="OUT.png", help="save mIoU against strokes, one curve per engine")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -112,6 +116,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         stop_at=args.stop_at,
         progress=not args.no_progress,
         description={"dataset": str(Path(args.dataset)), "scribbles": args.scribbles},
+        first_dab=args.first_dab,
     )
     print(format_table(report))
     for skipped in report["skipped"]:
@@ -124,6 +129,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     if args.plot:
         from .plot import plot_miou_curves
 
-        title = Path(args.dataset).name + (f" / {args.scribbles}" if args.scribbles else " / robot start")
+        start = " / a dab" if args.first_dab else f" / {args.scribbles}" if args.scribbles else " / robot start"
+        title = Path(args.dataset).name + start
         print(f"plot: {plot_miou_curves(report, args.plot, title=title)}")
     return 0

@@ -208,3 +208,20 @@ def corrective_stroke(
         path = np.array([[row, column]], np.int64)
     pixels = draw_path(path, truth.shape, brush_width(truth.shape)) & region
     return Stroke(pixels=pixels, positive=positive)
+
+
+def first_dab(ground_truth: np.ndarray, void: np.ndarray | None = None, depth_share: float = 0.5) -> Stroke | None:
+    """One positive dab, three brushes across, off the object's centre: where its inscribed
+    depth is nearest ``depth_share`` of the deepest. Annotators dab where their cursor
+    is, not on the medial axis the first robot line follows. None when nothing is to dab."""
+    truth = np.asarray(ground_truth, bool)
+    if void is not None:
+        truth = truth & ~np.asarray(void, bool)
+    if not truth.any():
+        return None
+    depth = inscribed_depth(truth)
+    nearest = np.where(truth, np.abs(depth - depth_share * float(depth.max())), np.inf)
+    row, column = np.unravel_index(int(np.argmin(nearest)), truth.shape)
+    dab = np.zeros(truth.shape, np.uint8)
+    cv2.circle(dab, (int(column), int(row)), 3 * brush_width(truth.shape) // 2, 1, -1)
+    return Stroke(pixels=dab.astype(bool) & truth, positive=True)

@@ -146,8 +146,12 @@ def evaluate_sample(
     segment: SegmentFunction,
     max_interactions: int = 20,
     stop_at: float | None = None,
+    first_dab: bool = False,
 ) -> SampleResult:
-    """Plays the protocol on one sample and returns its per-round scores."""
+    """Plays the protocol on one sample and returns its per-round scores.
+
+    Round 1 is the sample's scribbles, else the robot's line; with ``first_dab``, one
+    positive dab off the object's centre (``robot.first_dab``)."""
     if max_interactions < 1:
         raise ValueError(f"max_interactions: must be at least 1, got {max_interactions}")
     truth, void, image = loaded.ground_truth, loaded.void, loaded.image
@@ -159,7 +163,13 @@ def evaluate_sample(
     logits: np.ndarray | None = None
 
     for round_index in range(max_interactions):
-        if round_index == 0 and loaded.positive_scribbles is not None:
+        if round_index == 0 and first_dab:
+            dab = robot.first_dab(truth, void)
+            if dab is None:
+                raise NothingToStroke(f"{loaded.sample.name}: the object has no pixel outside the void")
+            positive = dab.pixels
+            result.strokes.append("dab")
+        elif round_index == 0 and loaded.positive_scribbles is not None:
             positive = loaded.positive_scribbles.copy()
             negative = loaded.negative_scribbles.copy() if loaded.negative_scribbles is not None else negative
             result.strokes.append("scribbles")
@@ -208,6 +218,7 @@ def run_benchmark(
     stop_at: float | None = None,
     progress: bool = True,
     description: Mapping[str, object] | None = None,
+    first_dab: bool = False,
 ) -> dict[str, object]:
     """Runs every contender on every sample; returns the report written as JSON.
 
@@ -233,7 +244,7 @@ def run_benchmark(
             loaded = load_sample(sample)
             for contender in contenders:
                 try:
-                    sample_result = evaluate_sample(loaded, contender.segment, max_interactions, stop_at)
+                    sample_result = evaluate_sample(loaded, contender.segment, max_interactions, stop_at, first_dab)
                 except NothingToStroke as error:
                     skipped.append({"name": sample.name, "engine": contender.label, "reason": str(error)})
                 else:
@@ -259,7 +270,9 @@ def run_benchmark(
         )
         engines[contender.label] = summary
     report: dict[str, object] = dict(description or {})
-    report.update(max_interactions=max_interactions, stop_at=stop_at, skipped=skipped, engines=engines)
+    report.update(
+        max_interactions=max_interactions, stop_at=stop_at, first_dab=first_dab, skipped=skipped, engines=engines
+    )
     return report
 
 
