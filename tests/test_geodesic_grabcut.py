@@ -259,6 +259,21 @@ def test_a_lone_positive_stroke_starts_grabcut_from_its_surroundings_not_its_geo
     assert (guided & (distance_to_stroke > radius + 1)).sum() > 10 * alone.sum()
 
 
+def test_a_lone_dab_starts_from_wider_surroundings_than_a_lone_line():
+    image, _ = textured_scene(seed=1)
+    engine = GeodesicGrabCutEngine()
+    costs = step_costs(engine.embed(image).arrays["lab_steps"], engine.geodesic_colour_weight)
+    shape = costs.shape[1:]
+    dab = np.zeros(shape, bool)
+    dab[shape[0] // 2 - 6 : shape[0] // 2 + 6, shape[1] // 2 - 6 : shape[1] // 2 + 6] = True
+    first_guess = engine._geodesic_first_guess(costs, dab, np.zeros(shape, bool), None, shape)
+    distance_to_dab = cv2.distanceTransform((~dab).astype(np.uint8), cv2.DIST_L2, 5)
+    line_radius = round(engine.lone_stroke_reach * np.hypot(*shape))
+    dab_radius = round(engine.lone_dab_reach * np.hypot(*shape))
+    assert (first_guess & (distance_to_dab > line_radius + 1)).any()
+    assert not (first_guess & (distance_to_dab > dab_radius + 1)).any()
+
+
 def test_a_positive_correction_does_not_flood_a_look_alike_region_beyond_its_reach():
     """A missed lobe joined by a bridge of object colour to a far patch of object colour.
 
