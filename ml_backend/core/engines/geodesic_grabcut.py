@@ -422,7 +422,8 @@ class GeodesicGrabCutEngine(Engine):
         # The colour models start from k-means with random centres: seed them so
         # that the same request always gives the same mask.
         cv2.setRNGSeed(0)
-        cv2.grabCut(bgr, labels, None, background_model, object_model, max(1, self.iterations - 1), cv2.GC_INIT_WITH_MASK)
+        first_iterations = max(1, self.iterations - 1)
+        cv2.grabCut(bgr, labels, None, background_model, object_model, first_iterations, cv2.GC_INIT_WITH_MASK)
         before_last = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
         if self.iterations > 1:
             cv2.grabCut(bgr, labels, None, background_model, object_model, 1, cv2.GC_EVAL)
