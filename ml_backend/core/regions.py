@@ -35,8 +35,8 @@ _DAB_LENGTH_RATIO = 3.0
 
 
 def is_dab(strokes: np.ndarray) -> bool:
-    """True when ``strokes`` form one blob at most ``_DAB_LENGTH_RATIO`` times as long (bounding-box
-    diagonal) as it is thick (twice its inscribed radius)."""
+    """True when ``strokes`` are a blob, not a line: at most ``_DAB_LENGTH_RATIO`` times as long
+    (bounding-box diagonal) as they are thick (twice the inscribed radius)."""
     if not strokes.any():
         return False
     rows = np.flatnonzero(strokes.any(axis=1))

@@ -180,8 +180,9 @@ class GeodesicGrabCutEngine(Engine):
         small_negative = shrink_any(negative, small_shape)
         small_positive &= ~small_negative
         if current is None:
-            # Clicks say where the object is, not how large: only strokes give an extent. So
-            # does a dab: one off the centre of a disc on grass kept 0.31-0.73 of it.
+            # Clicks say where the object is, not how large: only strokes give an extent.
+            # A dab says no more than a click (bounded by its size, one off the centre of
+            # a disc on grass kept 0.31-0.73 of it).
             small_spanning = shrink_any(prompts.positive_scribbles, small_shape) & ~small_negative
             if is_dab(small_spanning):
                 small_spanning[:] = False
