@@ -30,6 +30,13 @@ def shrink_any(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(mask.astype(np.uint8) * 255, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 0
 
 
+def stroke_extent(strokes: np.ndarray) -> float:
+    """Diagonal of the strokes' bounding box."""
+    rows = np.flatnonzero(strokes.any(axis=1))
+    cols = np.flatnonzero(strokes.any(axis=0))
+    return float(np.hypot(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+
+
 # A stroke no longer than this many times its own thickness is a dab.
 _DAB_LENGTH_RATIO = 3.0
 
@@ -39,9 +46,6 @@ def is_dab(strokes: np.ndarray) -> bool:
     (bounding-box diagonal) as they are thick (twice the inscribed radius)."""
     if not strokes.any():
         return False
-    rows = np.flatnonzero(strokes.any(axis=1))
-    cols = np.flatnonzero(strokes.any(axis=0))
-    length = float(np.hypot(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
     # Padded: the image's frame must bound a dab that touches it.
     inscribed_radius = cv2.distanceTransform(np.pad(strokes, 1).astype(np.uint8), cv2.DIST_L2, 3).max()
-    return length <= _DAB_LENGTH_RATIO * 2 * float(inscribed_radius)
+    return stroke_extent(strokes) <= _DAB_LENGTH_RATIO * 2 * float(inscribed_radius)

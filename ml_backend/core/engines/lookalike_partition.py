@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from ..regions import stroke_extent
 from .geodesic import (
     border_pixels,
     geodesic_graph,
@@ -40,13 +41,6 @@ _EIGHT_CONNECTED = np.ones((3, 3), bool)
 _HISTOGRAM_LEVELS = 16
 _ANGLE_BINS = 16
 _OVERLAP_LEVELS = 8
-
-
-def stroke_extent(strokes: np.ndarray) -> float:
-    """Diagonal of the strokes' bounding box."""
-    rows = np.flatnonzero(strokes.any(axis=1))
-    cols = np.flatnonzero(strokes.any(axis=0))
-    return float(np.hypot(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
 
 
 def beyond_reach(positive: np.ndarray, reach: float) -> np.ndarray:
